@@ -1,0 +1,138 @@
+"""Prompt assembly: a system prompt, history trimmed to a budget, retrieved passages, and every
+piece of text from people or files fenced as data.
+
+The fences are tags that the system prompt explains. Text inside them cannot close a fence or
+open another: any tag of ours that appears in the text is defanged before it is wrapped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from core.domain import Passage, Role, Turn
+from core.models.base import InferenceSettings
+from core.text import estimate_tokens
+
+_FENCE_TAGS = re.compile(r"<\s*(/?)\s*(user_message|documents|document|system|instructions)\b", re.I)
+_ATTR_UNSAFE = re.compile(r'["<>\n\r]')
+
+
+@dataclass(frozen=True, slots=True)
+class PromptMessage:
+    role: Role
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """Everything a model needs. ``messages`` alternate user/assistant, start and end with a
+    user message, and are already fenced; ``question``, ``history`` and ``passages`` are the
+    same content in structured form for models that work on it directly (the offline one)."""
+
+    system: str
+    messages: tuple[PromptMessage, ...]
+    question: str
+    history: tuple[Turn, ...]
+    passages: tuple[Passage, ...]
+    inference: InferenceSettings
+
+
+def defang(text: str) -> str:
+    """Make our fence tags inert inside untrusted text (``<document`` becomes ``‹document``)."""
+    return _FENCE_TAGS.sub(lambda m: f"‹{m.group(1)}{m.group(2)}", text)
+
+
+def _attr(value: str) -> str:
+    return _ATTR_UNSAFE.sub("", value)[:200]
+
+
+def fence_user_text(text: str, author: str) -> str:
+    return f'<user_message author="{_attr(author)}">\n{defang(text)}\n</user_message>'
+
+
+def fence_passages(passages: Sequence[Passage]) -> str:
+    parts = []
+    for p in passages:
+        src = p.source
+        attrs = f'id="{_attr(src.source_id)}" title="{_attr(src.title)}"'
+        if src.location:
+            attrs += f' location="{_attr(src.location)}"'
+        parts.append(f"<document {attrs}>\n{defang(p.text)}\n</document>")
+    return "<documents>\n" + "\n".join(parts) + "\n</documents>"
+
+
+def _author(turn: Turn) -> str:
+    return turn.user_name or turn.user_id
+
+
+def build_prompt(
+    *,
+    system_prompt: str,
+    question: Turn,
+    history: Sequence[Turn],
+    passages: Sequence[Passage],
+    token_budget: int,
+    inference: InferenceSettings,
+) -> Prompt:
+    """Assemble the prompt within ``token_budget`` (estimated tokens, system prompt included).
+
+    The question always goes in (callers reject questions that cannot fit). Passages come next,
+    in rank order, up to half of what is left; history fills the rest, newest first, so the
+    oldest turns are the ones that drop out.
+    """
+    remaining = token_budget - estimate_tokens(system_prompt) - estimate_tokens(question.text) - 50
+
+    kept_passages: list[Passage] = []
+    passage_budget = max(0, remaining // 2)
+    for passage in passages:
+        cost = estimate_tokens(passage.text) + 30
+        if cost > passage_budget:
+            break
+        kept_passages.append(passage)
+        passage_budget -= cost
+        remaining -= cost
+
+    kept_history: list[Turn] = []
+    for turn in reversed(history):
+        cost = estimate_tokens(turn.text) + 15
+        if cost > remaining:
+            break
+        kept_history.append(turn)
+        remaining -= cost
+    kept_history.reverse()
+
+    final_text = fence_user_text(question.text, _author(question))
+    if kept_passages:
+        final_text = fence_passages(kept_passages) + "\n\n" + final_text
+
+    messages = _alternate(
+        [_history_message(t) for t in kept_history] + [PromptMessage(Role.USER, final_text)]
+    )
+    return Prompt(
+        system=system_prompt,
+        messages=tuple(messages),
+        question=question.text,
+        history=tuple(kept_history),
+        passages=tuple(kept_passages),
+        inference=inference,
+    )
+
+
+def _history_message(turn: Turn) -> PromptMessage:
+    if turn.role is Role.ASSISTANT:
+        return PromptMessage(Role.ASSISTANT, turn.text)
+    return PromptMessage(Role.USER, fence_user_text(turn.text, _author(turn)))
+
+
+def _alternate(messages: list[PromptMessage]) -> list[PromptMessage]:
+    """Merge neighbours with the same role (a channel thread has many people talking) and drop
+    leading assistant turns: Converse wants user, assistant, user, ... ending with user."""
+    merged: list[PromptMessage] = []
+    for message in messages:
+        if merged and merged[-1].role is message.role:
+            merged[-1] = PromptMessage(message.role, merged[-1].text + "\n\n" + message.text)
+        elif merged or message.role is Role.USER:
+            merged.append(message)
+    return merged
