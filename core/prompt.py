@@ -15,7 +15,9 @@ from core.domain import Passage, Role, Turn
 from core.models.base import InferenceSettings
 from core.text import estimate_tokens
 
-_FENCE_TAGS = re.compile(r"<\s*(/?)\s*(user_message|documents|document|system|instructions)\b", re.I)
+_FENCE_TAGS = re.compile(
+    r"<\s*(/?)\s*(user_message|documents|document|system|instructions)\b", re.I
+)
 _ATTR_UNSAFE = re.compile(r'["<>\n\r]')
 
 

@@ -1,4 +1,4 @@
-"""The history store contract. Both backends pass the same tests (tests/test_history_contract.py)."""
+"""The history store contract; both backends pass the same tests (test_history_contract.py)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,110 @@
+"""``chatbot``: run the service locally (``serve``) or one turn in the terminal (``ask``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+import uuid
+from dataclasses import replace
+from types import FrameType
+
+from core.config import ConfigError, Settings, load_settings
+from core.domain import ConversationKey, Role, Turn
+from core.observability import configure_logging
+
+log = logging.getLogger("bots.cli")  # not __name__: under "python -m" that is __main__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="chatbot", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the service locally on embedded defaults")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 3000)")
+
+    ask = commands.add_parser("ask", help="ask one question and stream the answer here")
+    ask.add_argument("question", help="the question; quote it")
+    ask.add_argument(
+        "--thread", default="default", help="conversation to continue (default: default)"
+    )
+    ask.add_argument("--new", action="store_true", help="start a new conversation")
+    ask.add_argument("--user", default="you", help="who is asking (default: you)")
+    ask.add_argument("-v", "--verbose", action="store_true", help="show log lines on stderr")
+
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"chatbot: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return _serve(settings, args.host, args.port)
+    return _ask(settings, args)
+
+
+def _serve(settings: Settings, host: str | None, port: int | None) -> int:
+    from bots.local.app import build_local_app
+    from bots.local.server import LocalServer
+
+    configure_logging("INFO")
+    settings = replace(settings, host=host or settings.host, port=port or settings.port)
+    app = build_local_app(settings)
+    try:
+        server = LocalServer((settings.host, settings.port), app.routes)
+    except OSError as exc:
+        print(
+            f"chatbot: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 2
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    log.info(
+        "chatbot serving",
+        extra={"url": server.url, "routes": app.routes.paths, "settings": settings.redacted()},
+    )
+    print(
+        f"chatbot: serving on {server.url} (llm={settings.llm}, store={settings.store})",
+        file=sys.stderr,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        app.close()
+    return 0
+
+
+def _ask(settings: Settings, args: argparse.Namespace) -> int:
+    from bots.terminal import TerminalSink
+    from core.runtime import build_assistant
+
+    configure_logging("INFO" if args.verbose else "WARNING")
+    # A terminal has no edit limits: show text as soon as it arrives.
+    settings = replace(settings, edit_interval_seconds=0.05)
+    assistant = build_assistant(settings)
+    thread = uuid.uuid4().hex[:12] if args.new else args.thread
+    turn = Turn(
+        key=ConversationKey("cli", "local", "terminal", thread),
+        turn_id=uuid.uuid4().hex,
+        role=Role.USER,
+        user_id=args.user,
+        user_name=args.user,
+        text=args.question,
+        created_at=time.time(),
+    )
+    reply = assistant.answer(turn, TerminalSink())
+    return 0 if reply.complete else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""The assistant: one turn in, one streamed reply out.
+
+``Assistant.answer`` is the single entry point every adapter calls, in a worker, never on the
+ack path. It checks the input, loads the conversation's history, retrieves from the files shared
+where the conversation lives, builds the prompt, streams the model through the pacer into the
+platform's sink, and records the exchange. Every failure ends as a readable message in the chat
+and one log line that names the cause; nothing here lets an exception escape to the worker
+except a bug in an adapter's sink.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Protocol
+
+from core.config import Settings
+from core.domain import ConversationKey, Passage, Reply, Role, Turn
+from core.errors import StoreError, TurnAlreadyStored
+from core.history.base import HistoryStore
+from core.models.base import ChatModel, InferenceSettings
+from core.pacer import ReplyPacer, ReplySink
+from core.prompt import build_prompt
+from core.text import clean_text, estimate_tokens
+
+log = logging.getLogger(__name__)
+
+EMPTY_QUESTION = "I didn't find a question in your message. Send me some text and I'll answer it."
+TOO_LONG = (
+    "Your message is too long for me to answer in one go (about {tokens:,} tokens; the limit is "
+    "{limit:,}). Please shorten it, or share the text as a file and ask about it."
+)
+
+
+class Retriever(Protocol):
+    """Finds passages from the files shared where a conversation lives (its channel scope)."""
+
+    def retrieve(self, key: ConversationKey, query: str) -> Sequence[Passage]: ...
+
+
+class Assistant:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        history: HistoryStore,
+        model: ChatModel,
+        retriever: Retriever | None = None,
+    ) -> None:
+        self._settings = settings
+        self._history = history
+        self._model = model
+        self._retriever = retriever
+        self._inference = InferenceSettings(
+            max_tokens=settings.max_answer_tokens, temperature=settings.temperature
+        )
+
+    @property
+    def model(self) -> ChatModel:
+        return self._model
+
+    def pacer(self, sink: ReplySink) -> ReplyPacer:
+        return ReplyPacer(sink, interval=self._settings.edit_interval_seconds)
+
+    def answer(self, turn: Turn, sink: ReplySink) -> Reply:
+        pacer = self.pacer(sink)
+        text = clean_text(turn.text)
+        if not text:
+            log.info("empty question", extra={"cause": "input_rejected", "reason": "empty"})
+            return pacer.deliver_message(EMPTY_QUESTION, error="input_rejected")
+        tokens = estimate_tokens(text)
+        if tokens > self._settings.max_question_tokens:
+            log.info("question over budget", extra={"cause": "input_rejected", "tokens": tokens})
+            message = TOO_LONG.format(tokens=tokens, limit=self._settings.max_question_tokens)
+            return pacer.deliver_message(message, error="input_rejected")
+
+        question = replace(turn, text=text, role=Role.USER)
+        history = self._load_history(question.key)
+        passages = self._retrieve(question.key, text)
+        prompt = build_prompt(
+            system_prompt=self._settings.system_prompt,
+            question=question,
+            history=[t for t in history if t.turn_id != question.turn_id],
+            passages=passages,
+            token_budget=self._settings.context_token_budget,
+            inference=self._inference,
+        )
+        log.info(
+            "answering",
+            extra={
+                "model": self._model.name,
+                "history_turns": len(prompt.history),
+                "passages": len(prompt.passages),
+                "question_tokens": tokens,
+            },
+        )
+        sources = tuple(p.source for p in prompt.passages)
+        reply = pacer.deliver(self._model.stream(prompt), sources=sources)
+        self._record(question, reply)
+        log.info(
+            "answered",
+            extra={
+                "complete": reply.complete,
+                "cause": reply.error or "ok",
+                "chars": len(reply.text),
+            },
+        )
+        return reply
+
+    def notify(self, sink: ReplySink, text: str, *, error: str = "") -> Reply:
+        """Post a one-off message (a notice or an error) through the same pacing rules."""
+        return self.pacer(sink).deliver_message(text, error=error)
+
+    # -- steps --------------------------------------------------------------------------------
+
+    def _load_history(self, key: ConversationKey) -> Sequence[Turn]:
+        try:
+            return self._history.recent_turns(key, self._settings.history_max_turns)
+        except StoreError as exc:
+            # Answering without context beats not answering; the log line says why.
+            log.warning("history unavailable; answering without it", extra={"cause": exc.cause})
+            return ()
+
+    def _retrieve(self, key: ConversationKey, query: str) -> Sequence[Passage]:
+        if self._retriever is None:
+            return ()
+        try:
+            return self._retriever.retrieve(key, query)
+        except StoreError as exc:
+            log.warning("retrieval failed; answering without files", extra={"cause": exc.cause})
+            return ()
+
+    def _record(self, question: Turn, reply: Reply) -> None:
+        turns = [question]
+        if reply.text.strip():
+            turns.append(
+                Turn(
+                    key=question.key,
+                    turn_id=f"{question.turn_id}:reply",
+                    role=Role.ASSISTANT,
+                    user_id=question.user_id,
+                    text=reply.text,
+                    # Derived from the question, so a redelivery maps to the same stored turn.
+                    created_at=question.created_at + 0.001,
+                )
+            )
+        for turn in turns:
+            try:
+                self._history.append_turn(turn)
+            except TurnAlreadyStored:
+                log.info("turn already recorded", extra={"turn_id": turn.turn_id})
+            except StoreError as exc:
+                log.error(
+                    "could not record turn", extra={"cause": exc.cause, "turn_id": turn.turn_id}
+                )

@@ -1,0 +1,291 @@
+"""The AWS history backend: one DynamoDB table, single-table design.
+
+Item layout (every attribute a plain DynamoDB type, so the table reads well in the console)::
+
+    pk          S  "CONV#" + ConversationKey.id        e.g. CONV#slack#T1#C1#1700000000.000100
+    sk          S  "TURN#" + created_at in ms (15 digits, zero-padded) + "#" + turn_id
+    gsi1pk      S  "USER#{platform}#{workspace}#{user_id}"   (index "by-user")
+    gsi1sk      S  same as sk
+    turn_id     S
+    role        S  "user" | "assistant"
+    user_id     S
+    user_name   S
+    text        S
+    files       S  JSON list of FileRef fields
+    created_at  N  epoch seconds, full precision
+    expires_at  N  epoch seconds (created_at + retention, rounded up): the table's TTL attribute
+
+Why this shape:
+
+- A thread's turns share a partition and sort by time, so "the newest N turns" is one query read
+  backwards. Turns stored in the same millisecond sort by ``turn_id``.
+- A redelivered event carries the same platform timestamp and id, so it maps to the same
+  ``sk``; ``attribute_not_exists(pk)`` then refuses the duplicate (``TurnAlreadyStored``).
+- The ``by-user`` index (projection ALL) finds one person's turns in one workspace, user and
+  assistant turns alike, so they can be erased on request.
+- DynamoDB's TTL deletes expired items lazily, up to days late (and moto never deletes them), so
+  reads filter on ``expires_at`` as well.
+
+The table definition lives in :func:`table_definition` and :func:`create_table`; tests and the
+local tooling use them, and ``infra/`` must describe the same table.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, fields
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from core.domain import ConversationKey, FileRef, Role, Turn
+from core.errors import StoreError, TurnAlreadyStored
+from core.history.base import HistoryStore
+
+logger = logging.getLogger(__name__)
+
+USER_INDEX = "by-user"
+TTL_ATTRIBUTE = "expires_at"
+
+_DAY = 86_400
+_BATCH_SIZE = 25  # BatchWriteItem's limit
+_UNPROCESSED_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)
+_FILE_FIELDS = frozenset(f.name for f in fields(FileRef))
+_CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 3},
+    connect_timeout=3,
+    read_timeout=5,
+)
+
+
+def table_definition(table_name: str) -> dict[str, Any]:
+    """The exact ``CreateTable`` arguments for the history table."""
+    return {
+        "TableName": table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": "gsi1pk", "AttributeType": "S"},
+            {"AttributeName": "gsi1sk", "AttributeType": "S"},
+        ],
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": USER_INDEX,
+                "KeySchema": [
+                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        "SSESpecification": {"Enabled": True},
+    }
+
+
+def create_table(client: Any, table_name: str) -> None:
+    """Create the history table, wait until it exists, and turn on TTL for ``expires_at``.
+
+    Errors are botocore's own: this is tooling, run by people and tests, not by the service.
+    """
+    client.create_table(**table_definition(table_name))
+    client.get_waiter("table_exists").wait(
+        TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )
+    client.update_time_to_live(
+        TableName=table_name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+    )
+
+
+def conversation_pk(key: ConversationKey) -> str:
+    return f"CONV#{key.id}"
+
+
+def turn_sk(created_at: float, turn_id: str) -> str:
+    return f"TURN#{max(0, int(created_at * 1000)):015d}#{turn_id}"
+
+
+def user_pk(platform: str, workspace: str, user_id: str) -> str:
+    return f"USER#{platform}#{workspace}#{user_id}"
+
+
+class DynamoDbHistoryStore(HistoryStore):
+    """History in a DynamoDB table made by :func:`create_table` (or the SAM template).
+
+    Build one per process: the boto3 client is made here, once, and is thread-safe. Its endpoint
+    comes from boto3's configuration (``AWS_ENDPOINT_URL_DYNAMODB`` points it elsewhere).
+    """
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        region: str,
+        retention_days: int = 30,
+        client: Any | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._table = table_name
+        self._retention_seconds = retention_days * _DAY
+        self._clock = clock
+        self._client: Any = (
+            client
+            if client is not None
+            else boto3.client("dynamodb", region_name=region, config=_CLIENT_CONFIG)
+        )
+
+    def append_turn(self, turn: Turn) -> None:
+        sk = turn_sk(turn.created_at, turn.turn_id)
+        item = {
+            "pk": {"S": conversation_pk(turn.key)},
+            "sk": {"S": sk},
+            "gsi1pk": {"S": user_pk(turn.key.platform, turn.key.workspace, turn.user_id)},
+            "gsi1sk": {"S": sk},
+            "turn_id": {"S": turn.turn_id},
+            "role": {"S": turn.role.value},
+            "user_id": {"S": turn.user_id},
+            "user_name": {"S": turn.user_name},
+            "text": {"S": turn.text},
+            "files": {"S": json.dumps([asdict(f) for f in turn.files], ensure_ascii=False)},
+            "created_at": {"N": repr(float(turn.created_at))},
+            TTL_ATTRIBUTE: {"N": str(math.ceil(turn.created_at + self._retention_seconds))},
+        }
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                raise TurnAlreadyStored(
+                    f"turn {turn.turn_id} is already stored in {turn.key.id}"
+                ) from exc
+            raise _store_error("PutItem", "appending a turn", exc) from exc
+        except BotoCoreError as exc:
+            raise _store_error("PutItem", "appending a turn", exc) from exc
+
+    def recent_turns(self, key: ConversationKey, limit: int) -> Sequence[Turn]:
+        if limit <= 0:
+            return []
+        now = self._clock()
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :turn)",
+            "FilterExpression": "#expires > :now",
+            "ExpressionAttributeNames": {"#expires": TTL_ATTRIBUTE},
+            "ExpressionAttributeValues": {
+                ":pk": {"S": conversation_pk(key)},
+                ":turn": {"S": "TURN#"},
+                ":now": {"N": repr(float(now))},
+            },
+            "ScanIndexForward": False,  # newest first
+            "ConsistentRead": True,  # the next message in a thread must see the last answer
+            "Limit": limit,  # items evaluated per page: reads only what the answer needs
+        }
+        newest_first: list[Turn] = []
+        for item in self._query_pages(request, "reading recent turns"):
+            newest_first.append(_turn_from_item(key, item))
+            if len(newest_first) == limit:
+                break
+        newest_first.reverse()
+        return newest_first
+
+    def delete_user_data(self, platform: str, workspace: str, user_id: str) -> int:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": USER_INDEX,
+            "KeyConditionExpression": "gsi1pk = :user",
+            "ExpressionAttributeValues": {":user": {"S": user_pk(platform, workspace, user_id)}},
+            "ProjectionExpression": "pk, sk",
+        }
+        deleted = 0
+        batch: list[dict[str, Any]] = []
+        for item in self._query_pages(request, "finding a user's turns"):
+            batch.append({"pk": item["pk"], "sk": item["sk"]})
+            if len(batch) == _BATCH_SIZE:
+                deleted += self._delete_batch(batch)
+                batch = []
+        if batch:
+            deleted += self._delete_batch(batch)
+        return deleted
+
+    def _query_pages(self, request: dict[str, Any], operation: str) -> Iterator[dict[str, Any]]:
+        """Items of a query, page after page, until the caller stops or the results end."""
+        request = dict(request)
+        while True:
+            try:
+                page = self._client.query(**request)
+            except (ClientError, BotoCoreError) as exc:
+                raise _store_error("Query", operation, exc) from exc
+            yield from page.get("Items", [])
+            last_key = page.get("LastEvaluatedKey")
+            if not last_key:
+                return
+            request["ExclusiveStartKey"] = last_key
+
+    def _delete_batch(self, keys: list[dict[str, Any]]) -> int:
+        """Delete up to 25 items, retrying what DynamoDB leaves unprocessed (throttling)."""
+        pending: list[dict[str, Any]] = [{"DeleteRequest": {"Key": k}} for k in keys]
+        for delay in (0.0, *_UNPROCESSED_RETRY_DELAYS):
+            if delay:
+                time.sleep(delay)
+            try:
+                response = self._client.batch_write_item(RequestItems={self._table: pending})
+            except (ClientError, BotoCoreError) as exc:
+                raise _store_error("BatchWriteItem", "deleting a user's turns", exc) from exc
+            pending = response.get("UnprocessedItems", {}).get(self._table, [])
+            if not pending:
+                return len(keys)
+        raise StoreError(
+            f"DynamoDB BatchWriteItem left {len(pending)} of {len(keys)} deletes unprocessed "
+            f"after {len(_UNPROCESSED_RETRY_DELAYS)} retries (deleting a user's turns)"
+        )
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "Unknown"))
+
+
+def _store_error(api: str, operation: str, exc: Exception) -> StoreError:
+    code = _error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+    return StoreError(f"DynamoDB {api} failed with {code} while {operation}")
+
+
+def _files_from_json(raw: str) -> tuple[FileRef, ...]:
+    """Files as stored; a damaged value costs the turn its attachments, not the conversation."""
+    try:
+        items = json.loads(raw or "[]")
+        return tuple(
+            FileRef(**{k: v for k, v in item.items() if k in _FILE_FIELDS}) for item in items
+        )
+    except (ValueError, TypeError, AttributeError):
+        logger.warning("ignoring unreadable files value in a stored history turn")
+        return ()
+
+
+def _turn_from_item(key: ConversationKey, item: dict[str, Any]) -> Turn:
+    def text(name: str) -> str:
+        return str(item.get(name, {}).get("S", ""))
+
+    return Turn(
+        key=key,
+        turn_id=text("turn_id"),
+        role=Role(text("role")),
+        user_id=text("user_id"),
+        user_name=text("user_name"),
+        text=text("text"),
+        created_at=float(item["created_at"]["N"]),
+        files=_files_from_json(text("files")),
+    )

@@ -1,0 +1,214 @@
+"""The embedded history backend: one SQLite file (or ``:memory:``), no account needed.
+
+One connection serves every thread, guarded by a lock: the local worker pool calls the store from
+several threads, and SQLite serialises writers anyway, so one guarded connection is simpler than a
+pool and just as fast at this size. Files use WAL so that a reader in another process (a backup,
+``sqlite3`` at the shell) never blocks the service.
+
+Rows are ordered by ``created_at`` and then by ``seq`` (insertion order), so two turns with the
+same timestamp come back in the order they were stored. Expired rows are never returned and are
+deleted opportunistically, at most once a minute, when a turn is appended.
+
+Stored text is decoded leniently (invalid UTF-8 becomes U+FFFD): one damaged row must not make a
+whole conversation unreadable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+from core.domain import ConversationKey, FileRef, Role, Turn
+from core.errors import StoreError, TurnAlreadyStored
+from core.history.base import HistoryStore
+from core.text import decode_lenient
+
+logger = logging.getLogger(__name__)
+
+_DAY = 86_400.0
+_PURGE_INTERVAL = 60.0
+_FILE_FIELDS = frozenset(f.name for f in fields(FileRef))
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS turns (
+    seq        INTEGER PRIMARY KEY,
+    conv_id    TEXT NOT NULL,
+    platform   TEXT NOT NULL,
+    workspace  TEXT NOT NULL,
+    channel    TEXT NOT NULL,
+    thread     TEXT NOT NULL,
+    turn_id    TEXT NOT NULL,
+    role       TEXT NOT NULL,
+    user_id    TEXT NOT NULL,
+    user_name  TEXT NOT NULL DEFAULT '',
+    text       TEXT NOT NULL,
+    files      TEXT NOT NULL DEFAULT '[]',
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    UNIQUE (conv_id, turn_id)
+);
+CREATE INDEX IF NOT EXISTS turns_by_conversation ON turns (conv_id, created_at, seq);
+CREATE INDEX IF NOT EXISTS turns_by_user ON turns (platform, workspace, user_id);
+CREATE INDEX IF NOT EXISTS turns_by_expiry ON turns (expires_at);
+"""
+
+_INSERT = """
+INSERT INTO turns (conv_id, platform, workspace, channel, thread, turn_id, role, user_id,
+                   user_name, text, files, created_at, expires_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+_RECENT = """
+SELECT turn_id, role, user_id, user_name, text, files, created_at
+FROM turns
+WHERE conv_id = ? AND expires_at > ?
+ORDER BY created_at DESC, seq DESC
+LIMIT ?
+"""
+
+
+class SqliteHistoryStore(HistoryStore):
+    """History in a local SQLite database; ``path`` may be ``":memory:"`` (tests, one-offs)."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        retention_days: int = 30,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._retention_seconds = retention_days * _DAY
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last_purge = float("-inf")
+        in_memory = str(path) == ":memory:"
+        try:
+            if not in_memory:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(str(path), check_same_thread=False, timeout=10.0)
+            self._conn.text_factory = decode_lenient
+            if not in_memory:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+            with self._conn:
+                self._conn.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"opening history database {path}: {exc}") from exc
+
+    def append_turn(self, turn: Turn) -> None:
+        key = turn.key
+        row = (
+            key.id,
+            key.platform,
+            key.workspace,
+            key.channel,
+            key.thread,
+            turn.turn_id,
+            turn.role.value,
+            turn.user_id,
+            turn.user_name,
+            turn.text,
+            _files_to_json(turn.files),
+            turn.created_at,
+            turn.created_at + self._retention_seconds,
+        )
+        now = self._clock()
+        with self._lock:
+            try:
+                with self._conn:
+                    self._conn.execute(_INSERT, row)
+            except sqlite3.IntegrityError as exc:
+                if _is_unique_violation(exc):
+                    raise TurnAlreadyStored(
+                        f"turn {turn.turn_id} is already stored in {key.id}"
+                    ) from exc
+                raise StoreError(f"appending turn {turn.turn_id}: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise StoreError(f"appending turn {turn.turn_id}: {exc}") from exc
+            if now - self._last_purge >= _PURGE_INTERVAL:
+                self._purge_expired(now)
+
+    def recent_turns(self, key: ConversationKey, limit: int) -> Sequence[Turn]:
+        if limit <= 0:
+            return []
+        now = self._clock()
+        with self._lock:
+            try:
+                rows = self._conn.execute(_RECENT, (key.id, now, limit)).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"reading recent turns of {key.id}: {exc}") from exc
+        rows.reverse()
+        return [_turn_from_row(key, row) for row in rows]
+
+    def delete_user_data(self, platform: str, workspace: str, user_id: str) -> int:
+        with self._lock:
+            try:
+                with self._conn:
+                    cursor = self._conn.execute(
+                        "DELETE FROM turns WHERE platform = ? AND workspace = ? AND user_id = ?",
+                        (platform, workspace, user_id),
+                    )
+            except sqlite3.Error as exc:
+                raise StoreError(f"deleting user data of {platform}/{workspace}: {exc}") from exc
+        return cursor.rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _purge_expired(self, now: float) -> None:
+        """Delete expired rows; called with the lock held. A failure here is logged, not raised:
+        the turn was stored, and expired rows are filtered on read anyway."""
+        try:
+            with self._conn:
+                cursor = self._conn.execute("DELETE FROM turns WHERE expires_at <= ?", (now,))
+        except sqlite3.Error:
+            logger.warning("purging expired history turns failed", exc_info=True)
+            return
+        self._last_purge = now
+        if cursor.rowcount:
+            logger.info("purged %d expired history turns", cursor.rowcount)
+
+
+def _is_unique_violation(exc: sqlite3.IntegrityError) -> bool:
+    name = getattr(exc, "sqlite_errorname", "")
+    return name in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY") or (
+        "UNIQUE constraint failed" in str(exc)
+    )
+
+
+def _files_to_json(files: Sequence[FileRef]) -> str:
+    return json.dumps([asdict(f) for f in files], ensure_ascii=False)
+
+
+def _files_from_json(raw: str) -> tuple[FileRef, ...]:
+    """Files as stored; a damaged value costs the turn its attachments, not the conversation."""
+    try:
+        items = json.loads(raw or "[]")
+        return tuple(
+            FileRef(**{k: v for k, v in item.items() if k in _FILE_FIELDS}) for item in items
+        )
+    except (ValueError, TypeError, AttributeError):
+        logger.warning("ignoring unreadable files value in a stored history turn")
+        return ()
+
+
+def _turn_from_row(key: ConversationKey, row: Sequence[Any]) -> Turn:
+    turn_id, role, user_id, user_name, text, files, created_at = row
+    return Turn(
+        key=key,
+        turn_id=turn_id,
+        role=Role(role),
+        user_id=user_id,
+        user_name=user_name,
+        text=text,
+        created_at=float(created_at),
+        files=_files_from_json(files),
+    )

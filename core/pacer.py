@@ -1,0 +1,342 @@
+"""The reply pacer: turns a stream of model deltas into a few well-timed chat edits.
+
+Chat platforms limit edits (Slack ``chat.update`` is Tier 3, about 50 a minute per workspace;
+Teams about 7 sends a second per thread), so a reply cannot be edited per token. The pacer:
+
+- posts a placeholder at once, so the person sees that the question landed;
+- shows the first text as soon as it arrives (the first edit is never held back);
+- then coalesces deltas into at most one edit per interval, and a flush fires on a timer, so
+  text that arrived just before the stream stalls is still shown on time;
+- honours a sink's :class:`~core.errors.RateLimited` (``Retry-After``) by waiting that long
+  before the next edit, without losing any text;
+- splits text over the sink's message limit into continuation messages, at a paragraph, line
+  or word boundary, and keeps code fences balanced across the split;
+- always finishes: the last message ends as the whole answer or a readable error, never as the
+  placeholder.
+
+The model stream is read on a helper thread so that edits can be timed while the model is
+silent; the sink is only ever called from the caller's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from core.domain import Reply, SourceCitation
+from core.errors import ChatbotError, RateLimited, SinkError
+from core.models.base import ModelEvent, StreamEnd, TextDelta
+
+log = logging.getLogger(__name__)
+
+PLACEHOLDER = "_Thinking…_"
+EMPTY_ANSWER = "_The model returned an empty answer. Please rephrase and ask again._"
+GENERIC_ERROR = ChatbotError.user_message
+_STOP_NOTES = {
+    "max_tokens": "_(The answer was cut short: it reached the length limit.)_",
+    "guardrail_intervened": "_(The answer was stopped by a content filter.)_",
+    "content_filtered": "_(The answer was stopped by a content filter.)_",
+    "model_context_window_exceeded": "_(The answer was cut short: the conversation is too long "
+    "for the model. Start a new thread to continue.)_",
+}
+
+
+class ReplySink(Protocol):
+    """Where a reply goes: one platform conversation. Adapters implement this.
+
+    Each call raises :class:`RateLimited` when the platform asks to slow down, and
+    :class:`SinkError` when it refuses for good (no permission, revoked token, channel gone).
+    """
+
+    @property
+    def max_chars(self) -> int:
+        """The longest text one message may carry on this platform."""
+        ...
+
+    def post(self, text: str) -> str:
+        """Post a new message; returns a reference that ``update`` and ``finish`` accept."""
+        ...
+
+    def update(self, ref: str, text: str) -> None:
+        """Replace the text of a posted message while the answer streams."""
+        ...
+
+    def finish(self, ref: str, text: str, reply: Reply) -> None:
+        """The last edit of the last message: ``text`` is its final content, and ``reply``
+        carries the whole answer and its sources for the platform to render."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    error: BaseException
+
+
+_END = object()
+
+
+class ReplyPacer:
+    def __init__(
+        self,
+        sink: ReplySink,
+        *,
+        interval: float,
+        placeholder: str = PLACEHOLDER,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        max_send_attempts: int = 6,
+    ) -> None:
+        self._sink = sink
+        self._interval = interval
+        self._placeholder = placeholder
+        self._clock = clock
+        self._sleep = sleep
+        self._max_send_attempts = max_send_attempts
+
+    # -- public -----------------------------------------------------------------------------
+
+    def deliver(
+        self, events: Iterable[ModelEvent], *, sources: tuple[SourceCitation, ...] = ()
+    ) -> Reply:
+        """Stream ``events`` into the sink; returns what was finally shown."""
+        run = _Run(self, sources)
+        return run.stream(events)
+
+    def deliver_message(self, text: str, *, error: str = "") -> Reply:
+        """Post a complete message at once (a refusal, an error, a short notice)."""
+        run = _Run(self, ())
+        return run.message(text, error=error)
+
+
+class _Run:
+    """The state of one reply. Offsets index into ``text``, the whole answer so far."""
+
+    def __init__(self, pacer: ReplyPacer, sources: tuple[SourceCitation, ...]) -> None:
+        self.p = pacer
+        self.sink = pacer._sink
+        self.sources = sources
+        self.text = ""
+        self.ref: str | None = None
+        self.start = 0  # where the current message begins in ``text``
+        self.prefix = ""  # a reopened code fence carried into a continuation message
+        self.shown = ""  # what the current message shows now
+        self.next_edit_at = 0.0
+        self.edits = 0
+
+    # -- one-shot messages --------------------------------------------------------------------
+
+    def message(self, text: str, *, error: str) -> Reply:
+        self.text = text
+        reply = Reply(text=text, complete=not error, error=error)
+        try:
+            self._finish(reply)
+        except SinkError as exc:
+            log.error("reply could not be posted", extra={"cause": exc.cause, "detail": str(exc)})
+            return Reply(text=text, complete=False, error=exc.cause)
+        return reply
+
+    # -- streaming ----------------------------------------------------------------------------
+
+    def stream(self, events: Iterable[ModelEvent]) -> Reply:
+        try:
+            self.ref = self._send(self.sink.post, self.p._placeholder)
+        except SinkError as exc:
+            log.error("placeholder could not be posted", extra={"cause": exc.cause})
+            _close(events)
+            return Reply(text="", complete=False, error=exc.cause)
+
+        inbox: queue.Queue[object] = queue.Queue()
+        stop = threading.Event()
+        reader = threading.Thread(
+            target=_read_events, args=(events, inbox, stop), name="model-stream", daemon=True
+        )
+        reader.start()
+        end: StreamEnd | None = None
+        failure: BaseException | None = None
+        dirty = False
+        try:
+            while True:
+                timeout = max(0.0, self.next_edit_at - self.p._clock()) if dirty else None
+                try:
+                    item = inbox.get(timeout=timeout)
+                except queue.Empty:
+                    item = None
+                if isinstance(item, TextDelta):
+                    if item.text:
+                        self.text += item.text
+                        dirty = True
+                elif isinstance(item, StreamEnd):
+                    end = item
+                elif isinstance(item, _Failure):
+                    failure = item.error
+                elif item is _END:
+                    break
+                if dirty and self.p._clock() >= self.next_edit_at:
+                    dirty = not self._edit()
+        except SinkError as exc:
+            stop.set()
+            log.error("reply stopped: the platform refused an edit", extra={"cause": exc.cause})
+            return self._give_up(exc)
+        finally:
+            stop.set()
+
+        return self._conclude(end, failure)
+
+    def _conclude(self, end: StreamEnd | None, failure: BaseException | None) -> Reply:
+        error = ""
+        note = ""
+        if failure is not None:
+            if isinstance(failure, ChatbotError):
+                error, note = failure.cause, failure.user_message
+                log.warning("model stream failed", extra={"cause": error, "detail": str(failure)})
+            else:
+                error, note = "internal_error", GENERIC_ERROR
+                log.error("model stream raised an unexpected error", exc_info=failure)
+        elif end is None:
+            error, note = "stream_incomplete", GENERIC_ERROR
+            log.error("model stream ended without a stop event")
+        elif end.stop_reason in _STOP_NOTES:
+            note = _STOP_NOTES[end.stop_reason]
+            log.info("model stopped early", extra={"stop_reason": end.stop_reason})
+
+        answer = self.text
+        if not answer.strip() and not note:
+            note = EMPTY_ANSWER
+        if note:
+            decorated = f"⚠️ {note}" if error else note
+            self.text = f"{answer.rstrip()}\n\n{decorated}" if answer.strip() else decorated
+        reply = Reply(
+            text=answer, sources=self.sources, complete=not error and end is not None, error=error
+        )
+        try:
+            self._finish(reply)
+        except SinkError as exc:
+            log.error("final edit refused by the platform", extra={"cause": exc.cause})
+            return Reply(text=answer, sources=self.sources, complete=False, error=exc.cause)
+        return reply
+
+    def _give_up(self, exc: SinkError) -> Reply:
+        return Reply(text=self.text, sources=self.sources, complete=False, error=exc.cause)
+
+    # -- edits ------------------------------------------------------------------------------
+
+    def _body(self) -> str:
+        return self.prefix + self.text[self.start :]
+
+    def _split_overflow(self) -> None:
+        """While the current message is over the limit, close it and continue in a new one."""
+        limit = self.sink.max_chars
+        while len(self._body()) > limit:
+            head, tail_prefix, consumed = _split(self._body(), limit, len(self.prefix))
+            assert self.ref is not None
+            ref = self.ref
+            self._send(self.sink.update, ref, head)
+            self.start += consumed
+            self.prefix = tail_prefix
+            self.shown = ""
+            body = self._body()
+            fits = len(body) <= limit
+            first = body if fits else self.p._placeholder
+            self.ref = self._send(self.sink.post, first)
+            self.shown = body if fits else ""
+
+    def _edit(self) -> bool:
+        """One paced edit. Returns True if the text on screen is now current."""
+        try:
+            self._split_overflow()
+            body = self._body()
+            if body != self.shown:
+                assert self.ref is not None
+                self.sink.update(self.ref, body)
+                self.shown = body
+                self.edits += 1
+        except RateLimited as exc:
+            self.next_edit_at = self.p._clock() + max(exc.retry_after, self.p._interval)
+            log.info("edit rate limited", extra={"retry_after": exc.retry_after})
+            return False
+        self.next_edit_at = self.p._clock() + self.p._interval
+        return True
+
+    def _finish(self, reply: Reply) -> None:
+        """Final content: split what is over the limit, then one ``finish`` on the last message,
+        waiting out the pacing interval and any ``Retry-After`` first."""
+        if self.ref is None:
+            body = self._body()
+            fits = len(body) <= self.sink.max_chars
+            self.ref = self._send(self.sink.post, body if fits else self.p._placeholder)
+            if fits:
+                ref = self.ref
+                self._send(self.sink.finish, ref, body, reply)
+                return
+        wait = self.next_edit_at - self.p._clock()
+        if wait > 0:
+            self.p._sleep(wait)
+        self._split_overflow()
+        body = self._body()
+        ref = self.ref
+        assert ref is not None
+        self._send(self.sink.finish, ref, body, reply)
+
+    def _send(self, call: Callable[..., str | None], *args: object) -> str:
+        """Run one sink call, waiting out rate limits; bounded, then it gives up loudly."""
+        for attempt in range(1, self.p._max_send_attempts + 1):
+            try:
+                return call(*args) or ""
+            except RateLimited as exc:
+                if attempt == self.p._max_send_attempts:
+                    raise SinkError(f"still rate limited after {attempt} attempts") from exc
+                log.info("send rate limited", extra={"retry_after": exc.retry_after})
+                self.p._sleep(max(exc.retry_after, 0.05))
+        raise SinkError("unreachable")  # pragma: no cover
+
+
+def _split(body: str, limit: int, prefix_len: int) -> tuple[str, str, int]:
+    """Split ``body`` to fit ``limit``: returns the head to show, the prefix the next message
+    starts with (a reopened code fence, or nothing), and how many characters of the answer
+    (excluding the current prefix) the head consumed."""
+    room = max(limit - 4, prefix_len + 1)  # leave room to close a code fence
+    window = body[:room]
+    cut = -1
+    for sep in ("\n\n", "\n", ". ", " "):
+        at = window.rfind(sep)
+        if at > max(prefix_len, room // 2):
+            cut = at + len(sep)
+            break
+    if cut <= prefix_len:
+        cut = room
+    head = body[:cut]
+    tail_prefix = ""
+    if head.count("```") % 2 == 1:
+        head = head.rstrip("\n") + "\n```"
+        tail_prefix = "```\n"
+    return head.rstrip(), tail_prefix, cut - prefix_len
+
+
+def _read_events(
+    events: Iterable[ModelEvent], inbox: queue.Queue[object], stop: threading.Event
+) -> None:
+    iterator: Iterator[ModelEvent] = iter(events)
+    try:
+        for event in iterator:
+            if stop.is_set():
+                break
+            inbox.put(event)
+    except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which names it
+        inbox.put(_Failure(exc))
+    finally:
+        _close(iterator)
+        inbox.put(_END)
+
+
+def _close(events: object) -> None:
+    close = getattr(events, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # closing a finished stream must not mask the answer
+            log.debug("closing the model stream failed", exc_info=True)

@@ -1,0 +1,52 @@
+"""The composition root: builds stores and models from settings, once per process.
+
+Hosts (the local server, the Lambda handlers, the CLI) call :func:`build_assistant` once at
+start-up and reuse the result for every message: clients are built per container, never per
+message. Backends are imported lazily so the offline path never pays for boto3.
+"""
+
+from __future__ import annotations
+
+from core.assistant import Assistant, Retriever
+from core.config import Settings
+from core.history.base import HistoryStore
+from core.models.base import ChatModel
+
+
+def build_history(settings: Settings) -> HistoryStore:
+    if settings.store == "dynamodb":
+        from core.history.dynamodb import DynamoDbHistoryStore
+
+        return DynamoDbHistoryStore(
+            settings.history_table,
+            region=settings.aws_region,
+            retention_days=settings.history_retention_days,
+        )
+    from core.history.sqlite import SqliteHistoryStore
+
+    return SqliteHistoryStore(
+        settings.data_dir / "history.sqlite3", retention_days=settings.history_retention_days
+    )
+
+
+def build_model(settings: Settings) -> ChatModel:
+    if settings.llm == "bedrock":
+        from core.models.bedrock import BedrockChatModel
+
+        return BedrockChatModel(
+            model_id=settings.bedrock_model_id,
+            region=settings.aws_region,
+            max_attempts=settings.model_max_attempts,
+        )
+    from core.models.offline import OfflineExtractiveModel
+
+    return OfflineExtractiveModel()
+
+
+def build_assistant(settings: Settings, *, retriever: Retriever | None = None) -> Assistant:
+    return Assistant(
+        settings=settings,
+        history=build_history(settings),
+        model=build_model(settings),
+        retriever=retriever,
+    )
