@@ -141,8 +141,10 @@ class Assistant:
                     role=Role.ASSISTANT,
                     user_id=question.user_id,
                     text=reply.text,
-                    # Derived from the question, so a redelivery maps to the same stored turn.
-                    created_at=question.created_at + 0.001,
+                    # Derived from the question (so a redelivery maps to the same stored turn) and
+                    # only a microsecond after it, so the answer sorts right after its question
+                    # even when the next question came within the same millisecond.
+                    created_at=question.created_at + 1e-6,
                 )
             )
         for turn in turns:

@@ -65,6 +65,7 @@ class ModelStreamInterrupted(ModelError):
 
     cause = "model_stream_interrupted"
     user_message = "The answer was interrupted before it finished. Please ask again."
+    reason = ""  # the underlying error code, for logs
 
 
 class StoreError(ChatbotError):

@@ -9,6 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
+# Stand-in fixtures (``bedrock_standin``, ...) available to every test module.
+pytest_plugins = ["tests.standins.bedrock"]
+
 _DUMMY_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",

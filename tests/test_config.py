@@ -27,7 +27,7 @@ CONTRACT = {
 
 
 def test_every_contract_name_is_read() -> None:
-    assert CONTRACT <= set(ENVIRONMENT_NAMES)
+    assert set(ENVIRONMENT_NAMES) >= CONTRACT
 
 
 def test_defaults_are_the_embedded_runtime() -> None:

@@ -1,0 +1,337 @@
+"""Amazon Bedrock through ``ConverseStream``.
+
+Retries belong to tenacity alone, and only until the first text delta has been yielded: after
+that, a retry would repeat or contradict text the person has already seen, so any failure
+becomes :class:`ModelStreamInterrupted`. Errors are sorted by what trying again could do:
+throttling and service trouble are retried (with full-jitter backoff); a rejected request or a
+missing permission is not.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import botocore.eventstream
+import botocore.exceptions
+import tenacity
+import urllib3.exceptions
+from botocore.config import Config
+from tenacity.wait import WaitBaseT
+
+from core.errors import (
+    ModelAccessDenied,
+    ModelConfigError,
+    ModelError,
+    ModelStreamInterrupted,
+    ModelThrottled,
+    ModelUnavailable,
+)
+from core.models.base import ChatModel, ModelEvent, StreamEnd, TextDelta
+from core.prompt import Prompt
+
+logger = logging.getLogger(__name__)
+
+_THROTTLED = frozenset({"ThrottlingException", "ModelNotReadyException"})
+_UNAVAILABLE = frozenset(
+    {
+        "ServiceUnavailableException",
+        "InternalServerException",
+        "ModelTimeoutException",
+        # "An error occurred while streaming the response. Retry your request." (API reference)
+        "ModelStreamErrorException",
+    }
+)
+_CONFIG = frozenset({"ValidationException", "ResourceNotFoundException"})
+_ACCESS = frozenset({"AccessDeniedException", "UnrecognizedClientException"})
+
+# Failures below the API: no connection, a connection closed or timed out, a broken chunked
+# body. Once the stream is open botocore reads straight from urllib3, so a connection dropped
+# mid-stream surfaces as urllib3's ProtocolError rather than a botocore exception; a corrupt
+# frame surfaces as one of botocore's event-stream parser errors.
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    botocore.exceptions.ConnectionError,  # EndpointConnectionError, ConnectTimeoutError, ...
+    botocore.exceptions.HTTPClientError,  # ConnectionClosedError, ReadTimeoutError, ...
+    urllib3.exceptions.HTTPError,  # ProtocolError, ReadTimeoutError while iterating
+    botocore.eventstream.ParserError,  # checksum mismatch, truncated or oversized frame
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def _default_wait() -> WaitBaseT:
+    """Full jitter: a uniform wait in [0, min(8, 0.5 * 2**(attempt-1))] seconds."""
+    return tenacity.wait_random_exponential(multiplier=0.5, max=8)
+
+
+class BedrockChatModel(ChatModel):
+    """A :class:`ChatModel` on Bedrock ``ConverseStream``; ``model_id`` may be a model id, an
+    inference-profile id (``global.``/``us.``/``eu.`` prefixes) or an ARN.
+
+    One boto3 client per instance, built here and shared by every call (boto3 clients are
+    thread-safe). The endpoint comes from boto3's own resolution, so
+    ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` points it elsewhere without code changes.
+    """
+
+    name = "bedrock"
+
+    def __init__(
+        self,
+        *,
+        model_id: str,
+        region: str,
+        max_attempts: int = 4,
+        client: Any | None = None,
+        retry_wait: WaitBaseT | None = None,
+    ) -> None:
+        if not model_id:
+            raise ValueError("model_id must not be empty")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.model_id = model_id
+        self.region = region
+        self.max_attempts = max_attempts
+        self._wait: WaitBaseT = retry_wait if retry_wait is not None else _default_wait()
+        if client is None:
+            client = boto3.client(
+                "bedrock-runtime",
+                region_name=region,
+                config=Config(
+                    # botocore's retries are off so that tenacity alone owns the attempt count:
+                    # stacking both multiplies attempts (platform-facts). Note the key: in a
+                    # client Config, ``max_attempts`` counts *retries* (``max_attempts: 1``
+                    # means two requests); ``total_max_attempts`` counts requests.
+                    retries={"total_max_attempts": 1, "mode": "standard"},
+                    connect_timeout=5,
+                    read_timeout=60,
+                    tcp_keepalive=True,
+                ),
+            )
+        self._client: Any = client
+
+    def stream(self, prompt: Prompt) -> Iterator[ModelEvent]:
+        request = self._request(prompt)
+        opened = self._open_with_retries(request)
+        try:
+            yield from opened.relay(self.model_id)
+        finally:
+            opened.close()  # also when the consumer stops early: frees the connection
+
+    # --- request ---------------------------------------------------------------------------
+
+    def _request(self, prompt: Prompt) -> dict[str, Any]:
+        settings = prompt.inference
+        inference: dict[str, Any] = {
+            "maxTokens": settings.max_tokens,
+            "temperature": settings.temperature,
+        }
+        if settings.top_p is not None:
+            inference["topP"] = settings.top_p
+        if settings.stop_sequences:
+            inference["stopSequences"] = list(settings.stop_sequences)
+        return {
+            "modelId": self.model_id,
+            "system": [{"text": prompt.system}],
+            "messages": [
+                {"role": m.role.value, "content": [{"text": m.text}]} for m in prompt.messages
+            ],
+            "inferenceConfig": inference,
+        }
+
+    # --- opening, with retries ---------------------------------------------------------------
+
+    def _open_with_retries(self, request: dict[str, Any]) -> _OpenStream:
+        """Call ``ConverseStream`` and read up to the first text delta (or the end, for an
+        answer with no text), retrying retryable failures. A fresh :class:`tenacity.Retrying`
+        per call: its statistics are per-object state, and ``stream`` may run on many threads.
+        """
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_is_retryable),
+            stop=tenacity.stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            reraise=True,
+            before_sleep=self._log_retry,
+        )
+        try:
+            return retrying(self._open_once, request)
+        except ModelError as exc:
+            logger.warning(
+                "bedrock request failed",
+                extra={
+                    "model_id": self.model_id,
+                    "attempt": retrying.statistics.get("attempt_number"),
+                    "error_code": _error_code(exc.__cause__) if exc.__cause__ else exc.cause,
+                    "cause": exc.cause,
+                },
+            )
+            raise
+
+    def _open_once(self, request: dict[str, Any]) -> _OpenStream:
+        try:
+            response = self._client.converse_stream(**request)
+        except Exception as exc:
+            raise _map_error(exc) from exc
+        opened = _OpenStream(response["stream"])
+        try:
+            opened.read_to_first_text()
+        except BaseException as exc:
+            opened.close()
+            if isinstance(exc, Exception) and not isinstance(exc, ModelError):
+                raise _map_error(exc) from exc
+            raise
+        return opened
+
+    def _log_retry(self, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        cause = exc.__cause__ if exc is not None and exc.__cause__ is not None else exc
+        logger.warning(
+            "bedrock request failed, retrying",
+            extra={
+                "model_id": self.model_id,
+                "attempt": state.attempt_number,
+                "max_attempts": self.max_attempts,
+                "error_code": _error_code(cause) if cause is not None else "",
+                "wait_seconds": round(state.upcoming_sleep, 3),
+            },
+        )
+
+
+@dataclass
+class _OpenStream:
+    """One open ``ConverseStream`` response, read in two phases: up to the first text delta
+    (inside the retry loop), then the rest (outside it, where failures are final)."""
+
+    event_stream: Any
+    events: Iterator[dict[str, Any]] = field(init=False)
+    first_text: str | None = None
+    stop_reason: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.events = iter(self.event_stream)
+
+    def read_to_first_text(self) -> None:
+        """Consume events until a non-empty text delta (kept in ``first_text``) or the end.
+
+        A stream that ends without ``messageStop`` was cut short: an error, retryable here.
+        """
+        for event in self.events:
+            text = self._consume(event)
+            if text:
+                self.first_text = text
+                return
+        if self.stop_reason is None:
+            raise ModelUnavailable("IncompleteStream: the stream ended before messageStop")
+
+    def relay(self, model_id: str) -> Iterator[ModelEvent]:
+        """Yield the first delta, the rest of the text, then one :class:`StreamEnd`. Any
+        failure from here on is a :class:`ModelStreamInterrupted`."""
+        if self.first_text is not None:
+            yield TextDelta(self.first_text)
+            while True:
+                try:
+                    event = next(self.events)
+                except StopIteration:
+                    break
+                except Exception as exc:
+                    raise _interrupted(model_id, _error_code(exc), exc) from exc
+                text = self._consume(event)
+                if text:
+                    yield TextDelta(text)
+            if self.stop_reason is None:
+                raise _interrupted(model_id, "IncompleteStream", None)
+        yield StreamEnd(stop_reason=self.stop_reason or "end_turn", usage=dict(self.usage))
+
+    def close(self) -> None:
+        try:
+            self.event_stream.close()
+        except Exception:  # closing is best effort: the connection may already be gone
+            logger.debug("closing the bedrock event stream failed", exc_info=True)
+
+    def _consume(self, event: dict[str, Any]) -> str:
+        if "contentBlockDelta" in event:
+            text = event["contentBlockDelta"].get("delta", {}).get("text")
+            return text if isinstance(text, str) else ""
+        if "messageStop" in event:
+            self.stop_reason = str(event["messageStop"].get("stopReason") or "end_turn")
+        elif "metadata" in event:
+            usage = event["metadata"].get("usage") or {}
+            self.usage = {k: v for k, v in usage.items() if isinstance(v, int)}
+        return ""
+
+
+# --- error mapping -------------------------------------------------------------------------
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ModelError) and exc.retryable
+
+
+def _error_code(exc: BaseException) -> str:
+    """The service's error code in UpperCamelCase, or the exception's class name for failures
+    below the API. In-stream exceptions arrive in lowerCamelCase (``throttlingException``): the
+    union members of ``ConverseStreamOutput`` are named that way."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        code = str(exc.response.get("Error", {}).get("Code") or "")
+        if not code:
+            # botocore knows only the in-stream exceptions in its service model; for any other
+            # it reports an empty code and message.
+            return "UnknownStreamException"
+        return code[0].upper() + code[1:]
+    return type(exc).__name__
+
+
+def _status(exc: botocore.exceptions.ClientError) -> int:
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status if isinstance(status, int) else 0
+
+
+def _map_error(exc: Exception) -> ModelError:
+    """A :class:`ModelError` subclass that says whether trying again could help. The caller
+    raises it ``from exc``; the error code stays in the message."""
+    if isinstance(exc, ModelError):
+        return exc
+    if isinstance(exc, botocore.exceptions.ClientError):
+        code = _error_code(exc)
+        status = _status(exc)
+        detail = _describe(exc)
+        if code in _THROTTLED or (code not in _CONFIG | _ACCESS and status == 429):
+            return ModelThrottled(detail)
+        if code in _UNAVAILABLE or (
+            code not in _CONFIG | _ACCESS and status in (500, 502, 503, 504)
+        ):
+            return ModelUnavailable(detail)
+        if code in _CONFIG:
+            return ModelConfigError(detail)
+        if code in _ACCESS:
+            return ModelAccessDenied(detail)
+        return ModelError(detail)
+    if isinstance(exc, _CONNECTION_ERRORS):
+        return ModelUnavailable(_describe(exc))
+    return ModelError(_describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    """``Code (HTTP 429): message`` for service errors, ``ClassName: text`` for the rest."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        status = _status(exc)
+        where = f"HTTP {status}" if status else "in-stream"
+        message = exc.response.get("Error", {}).get("Message") or ""
+        return f"{_error_code(exc)} ({where}): {message}".rstrip(": ")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _interrupted(model_id: str, reason: str, exc: BaseException | None) -> ModelStreamInterrupted:
+    detail = f"stream interrupted after text: {reason}"
+    if exc is not None:
+        detail += f": {_describe(exc)}"
+    error = ModelStreamInterrupted(detail)
+    error.reason = reason
+    logger.warning(
+        "bedrock stream interrupted after text",
+        extra={"model_id": model_id, "error_code": reason},
+    )
+    return error

@@ -1,0 +1,389 @@
+"""A local Bedrock Runtime stand-in for ``ConverseStream``.
+
+A real HTTP server on 127.0.0.1 that answers ``POST /model/{modelId}/converse-stream`` in the
+AWS event-stream binary framing, so boto3's real serializer, parser and error handling run
+unchanged: point ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` at :attr:`BedrockStandIn.url` and nothing
+else differs from talking to AWS.
+
+Each request consumes one scripted behaviour (:meth:`BedrockStandIn.script`), first in first
+out; with none left it streams :data:`DEFAULT_ANSWER`. Every request is recorded.
+
+Responses use chunked transfer encoding with one HTTP chunk per event: urllib3 hands a chunked
+body to botocore chunk by chunk as it arrives, whereas an unchunked body is read in 64 KiB
+blocks, so events would not reach the client progressively.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import struct
+import sys
+import threading
+import time
+import zlib
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+
+DEFAULT_ANSWER: tuple[str, ...] = ("Hello", " from", " the", " stand-in.")
+
+_PATH = re.compile(r"^/model/(?P<model_id>[^/?]+)/converse-stream/?(?:\?.*)?$")
+_HEADER_STRING = 7  # event-stream header value type: UTF-8 string
+
+
+# --- event-stream framing -----------------------------------------------------------------
+
+
+def encode_headers(headers: dict[str, str]) -> bytes:
+    """Header block: name length (1 byte), name, type 7, value length (2 bytes BE), value."""
+    out = bytearray()
+    for name, value in headers.items():
+        raw_name, raw_value = name.encode("utf-8"), value.encode("utf-8")
+        out += struct.pack(">B", len(raw_name)) + raw_name
+        out += struct.pack(">BH", _HEADER_STRING, len(raw_value)) + raw_value
+    return bytes(out)
+
+
+def encode_message(headers: dict[str, str], payload: bytes) -> bytes:
+    """One event-stream message: prelude (total length, headers length, prelude CRC32),
+    headers, payload, and a CRC32 of everything before it. All integers big-endian."""
+    header_bytes = encode_headers(headers)
+    total_length = 12 + len(header_bytes) + len(payload) + 4
+    prelude = struct.pack(">II", total_length, len(header_bytes))
+    prelude += struct.pack(">I", zlib.crc32(prelude))
+    message = prelude + header_bytes + payload
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
+def event_message(event_type: str, body: dict[str, Any]) -> bytes:
+    return encode_message(
+        {
+            ":message-type": "event",
+            ":event-type": event_type,
+            ":content-type": "application/json",
+        },
+        json.dumps(body).encode("utf-8"),
+    )
+
+
+def exception_message(exception_type: str, message: str) -> bytes:
+    """An in-stream exception, e.g. ``throttlingException`` (lower camel case, as the service
+    model names the members of the ``ConverseStreamOutput`` union)."""
+    return encode_message(
+        {
+            ":message-type": "exception",
+            ":exception-type": exception_type,
+            ":content-type": "application/json",
+        },
+        json.dumps({"message": message}).encode("utf-8"),
+    )
+
+
+# --- behaviours ---------------------------------------------------------------------------
+
+
+def _default_usage() -> dict[str, int]:
+    return {"inputTokens": 42, "outputTokens": 7, "totalTokens": 49}
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A successful answer: one ``contentBlockDelta`` per chunk, ``delay`` seconds before each,
+    then ``contentBlockStop``, ``messageStop`` and ``metadata``."""
+
+    chunks: list[str] = field(default_factory=lambda: list(DEFAULT_ANSWER))
+    delay: float = 0.0
+    stop_reason: str = "end_turn"
+    usage: dict[str, int] = field(default_factory=_default_usage)
+
+
+@dataclass(frozen=True)
+class HttpError:
+    """An error before the stream starts: an HTTP status, ``x-amzn-ErrorType`` and a JSON body,
+    the way the rest-json protocol reports e.g. ``ThrottlingException`` (429)."""
+
+    status: int
+    error_type: str
+    message: str = "error from the stand-in"
+
+
+@dataclass(frozen=True)
+class StreamThenException:
+    """HTTP 200, the chunks as deltas, then an in-stream exception event (``chunks=[]``: an
+    error before any text)."""
+
+    chunks: list[str]
+    exception_type: str
+    message: str = "in-stream error from the stand-in"
+
+
+@dataclass(frozen=True)
+class StreamThenDrop:
+    """HTTP 200, the chunks as deltas, half of another event, then the socket closes with no
+    end of the chunked body: what a dropped connection looks like to the client."""
+
+    chunks: list[str]
+
+
+Behaviour = Stream | HttpError | StreamThenException | StreamThenDrop
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    model_id: str  # URL-decoded, as the client passed it
+    body: dict[str, Any]
+    headers: dict[str, str]  # names lower-cased
+
+
+# --- the server ---------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive and chunked transfer encoding
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.standin._track(self.connection, add=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.standin._track(self.connection, add=False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: tests read ``requests``, not stderr."""
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw_body = self.rfile.read(length) if length else b""
+        match = _PATH.match(self.path)
+        if match is None:
+            self._send_json(404, {"message": f"no route for {self.path}"}, "UnknownOperation")
+            return
+        try:
+            body = json.loads(raw_body or b"{}")
+        except ValueError:
+            body = {"_raw": raw_body.decode("utf-8", errors="replace")}
+        standin = self.server.standin
+        standin._record(
+            RecordedRequest(
+                model_id=unquote(match.group("model_id")),
+                body=body,
+                headers={k.lower(): v for k, v in self.headers.items()},
+            )
+        )
+        behaviour = standin._next_behaviour()
+        try:
+            self._perform(behaviour)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client went away (closed its stream early)
+
+    def _perform(self, behaviour: Behaviour) -> None:
+        if isinstance(behaviour, HttpError):
+            self._send_json(behaviour.status, {"message": behaviour.message}, behaviour.error_type)
+            return
+        self._start_stream()
+        self._write_chunk(event_message("messageStart", {"role": "assistant"}))
+        delay = behaviour.delay if isinstance(behaviour, Stream) else 0.0
+        for chunk in behaviour.chunks:
+            if delay:
+                time.sleep(delay)
+            self._write_chunk(
+                event_message(
+                    "contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": chunk}}
+                )
+            )
+        if isinstance(behaviour, StreamThenDrop):
+            partial = event_message(
+                "contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "lost"}}
+            )
+            self._write_chunk(partial[: len(partial) // 2])
+            self._drop()
+            return
+        if isinstance(behaviour, StreamThenException):
+            self._write_chunk(exception_message(behaviour.exception_type, behaviour.message))
+        else:
+            self._write_chunk(event_message("contentBlockStop", {"contentBlockIndex": 0}))
+            self._write_chunk(event_message("messageStop", {"stopReason": behaviour.stop_reason}))
+            self._write_chunk(
+                event_message("metadata", {"usage": behaviour.usage, "metrics": {"latencyMs": 5}})
+            )
+        self._end_stream()
+
+    def _send_json(self, status: int, body: dict[str, Any], error_type: str) -> None:
+        payload = json.dumps(body).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header(
+            "x-amzn-ErrorType", f"{error_type}:http://internal.amazon.com/coral/com.amazon.bedrock/"
+        )
+        self.send_header("x-amzn-RequestId", "standin-request")
+        self.end_headers()
+        self.wfile.write(payload)
+        self.wfile.flush()
+
+    def _start_stream(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/vnd.amazon.eventstream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("x-amzn-RequestId", "standin-request")
+        self.end_headers()
+        self.wfile.flush()
+
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):X}\r\n".encode("ascii") + data + b"\r\n")
+        self.wfile.flush()
+
+    def _end_stream(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    standin: BedrockStandIn
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client resetting or closing its connection (an abandoned stream, a pooled
+        connection dropped) is normal here; anything else is printed as usual."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
+class BedrockStandIn:
+    """A scriptable Bedrock Runtime on 127.0.0.1; see the module docstring.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`. Thread-safe: the server
+    answers each connection on its own thread.
+    """
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self._host = host
+        self._lock = threading.Lock()
+        self._behaviours: deque[Behaviour] = deque()
+        self._requests: list[RecordedRequest] = []
+        self._connections: set[socket.socket] = set()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.default_behaviour: Behaviour = Stream()
+
+    # lifecycle
+
+    def start(self) -> BedrockStandIn:
+        if self._server is not None:
+            return self
+        server = _Server((self._host, 0), _Handler)
+        server.standin = self
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
+            name="bedrock-standin",
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:  # keep-alive connections would otherwise idle on
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> BedrockStandIn:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the Bedrock stand-in is not running")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    # scripting and inspection
+
+    def script(self, *behaviours: Behaviour) -> None:
+        """Queue behaviours; each request consumes the next one."""
+        with self._lock:
+            self._behaviours.extend(behaviours)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of every request received so far, in arrival order."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def pending(self) -> int:
+        """How many scripted behaviours are still unused."""
+        with self._lock:
+            return len(self._behaviours)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._behaviours.clear()
+            self._requests.clear()
+
+    # used by the handler
+
+    def _next_behaviour(self) -> Behaviour:
+        with self._lock:
+            return self._behaviours.popleft() if self._behaviours else self.default_behaviour
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self._requests.append(request)
+
+    def _track(self, conn: socket.socket, *, add: bool) -> None:
+        with self._lock:
+            if add:
+                self._connections.add(conn)
+            else:
+                self._connections.discard(conn)
+
+
+@pytest.fixture
+def bedrock_standin(monkeypatch: pytest.MonkeyPatch) -> Iterator[BedrockStandIn]:
+    """A running stand-in, with ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` pointing at it.
+
+    Build boto3 clients (and so models) after this fixture: boto3 reads the variable when a
+    client is created.
+    """
+    with BedrockStandIn() as standin:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", standin.url)
+        yield standin
