@@ -20,6 +20,7 @@ from core.domain import ConversationKey, Passage, Reply, Role, Turn
 from core.errors import StoreError, TurnAlreadyStored
 from core.history.base import HistoryStore
 from core.models.base import ChatModel, InferenceSettings
+from core.observability import bind
 from core.pacer import ReplyPacer, ReplySink
 from core.prompt import build_prompt
 from core.text import clean_text, estimate_tokens
@@ -64,6 +65,10 @@ class Assistant:
         return ReplyPacer(sink, interval=self._settings.edit_interval_seconds)
 
     def answer(self, turn: Turn, sink: ReplySink) -> Reply:
+        with bind(conversation_id=turn.key.id, turn_id=turn.turn_id):
+            return self._answer(turn, sink)
+
+    def _answer(self, turn: Turn, sink: ReplySink) -> Reply:
         pacer = self.pacer(sink)
         text = clean_text(turn.text)
         if not text:
