@@ -58,6 +58,11 @@ class Settings:
     history_max_turns: int = 40
     # Replies.
     edit_interval_seconds: float = 1.0
+    slack_edits_per_minute: int = 45
+    # AWS hosts.
+    queue_url: str = ""
+    idempotency_table: str = "chatbot-idempotency"
+    secret_id: str = ""
     # Local host.
     host: str = "127.0.0.1"
     port: int = 3000
@@ -99,6 +104,8 @@ class Settings:
             raise ConfigError("CHATBOT_EDIT_INTERVAL_SECONDS must be positive")
         if self.context_token_budget < 500:
             raise ConfigError("CHATBOT_CONTEXT_TOKEN_BUDGET must be at least 500")
+        if self.slack_edits_per_minute < 1:
+            raise ConfigError("CHATBOT_SLACK_EDITS_PER_MINUTE must be at least 1")
         if not self.slack_api_url.endswith("/"):
             object.__setattr__(self, "slack_api_url", self.slack_api_url + "/")
 
@@ -132,6 +139,10 @@ _ENV: dict[str, str] = {
     "history_retention_days": "CHATBOT_HISTORY_RETENTION_DAYS",
     "history_max_turns": "CHATBOT_HISTORY_MAX_TURNS",
     "edit_interval_seconds": "CHATBOT_EDIT_INTERVAL_SECONDS",
+    "slack_edits_per_minute": "CHATBOT_SLACK_EDITS_PER_MINUTE",
+    "queue_url": "CHATBOT_QUEUE_URL",
+    "idempotency_table": "CHATBOT_IDEMPOTENCY_TABLE",
+    "secret_id": "CHATBOT_SECRET_ID",
     "host": "CHATBOT_HOST",
     "port": "CHATBOT_PORT",
     "slack_signing_secret": "SLACK_SIGNING_SECRET",

@@ -84,6 +84,12 @@ class SinkError(ChatbotError):
     cause = "sink_error"
 
 
+class MessageTooLong(SinkError):
+    """The platform refused a message as too long, though it was within the advertised limit."""
+
+    cause = "message_too_long"
+
+
 class RateLimited(ChatbotError):
     """The platform asked us to slow down; ``retry_after`` is in seconds."""
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from core.domain import Reply, SourceCitation
-from core.errors import ChatbotError, RateLimited, SinkError
+from core.errors import ChatbotError, MessageTooLong, RateLimited, SinkError
 from core.models.base import ModelEvent, StreamEnd, TextDelta
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,8 @@ class _Failure:
 
 
 _END = object()
+_MIN_LIMIT = 500
+_MAX_SHRINKS = 5
 
 
 class ReplyPacer:
@@ -127,6 +129,7 @@ class _Run:
         self.shown = ""  # what the current message shows now
         self.next_edit_at = 0.0
         self.edits = 0
+        self.limit = self.sink.max_chars  # lowered when the platform says "too long"
 
     # -- one-shot messages --------------------------------------------------------------------
 
@@ -230,7 +233,7 @@ class _Run:
 
     def _split_overflow(self) -> None:
         """While the current message is over the limit, close it and continue in a new one."""
-        limit = self.sink.max_chars
+        limit = self.limit
         while len(self._body()) > limit:
             head, tail_prefix, consumed = _split(self._body(), limit, len(self.prefix))
             assert self.ref is not None
@@ -259,15 +262,35 @@ class _Run:
             self.next_edit_at = self.p._clock() + max(exc.retry_after, self.p._interval)
             log.info("edit rate limited", extra={"retry_after": exc.retry_after})
             return False
+        except MessageTooLong:
+            self._shrink()
+            return False
         self.next_edit_at = self.p._clock() + self.p._interval
         return True
 
+    def _shrink(self) -> None:
+        """The platform refused a message as too long: split at half the refused size."""
+        refused = min(self.limit, len(self._body()))
+        self.limit = max(_MIN_LIMIT, refused // 2)
+        log.warning("message too long for the platform", extra={"new_limit": self.limit})
+
     def _finish(self, reply: Reply) -> None:
+        for _ in range(_MAX_SHRINKS):
+            try:
+                self._finish_once(reply)
+                return
+            except MessageTooLong:
+                if self.limit <= _MIN_LIMIT:
+                    raise
+                self._shrink()
+        raise MessageTooLong("still too long after splitting")
+
+    def _finish_once(self, reply: Reply) -> None:
         """Final content: split what is over the limit, then one ``finish`` on the last message,
         waiting out the pacing interval and any ``Retry-After`` first."""
         if self.ref is None:
             body = self._body()
-            fits = len(body) <= self.sink.max_chars
+            fits = len(body) <= self.limit
             self.ref = self._send(self.sink.post, body if fits else self.p._placeholder)
             if fits:
                 ref = self.ref

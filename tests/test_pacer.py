@@ -14,7 +14,7 @@ import pytest
 from core.errors import ModelStreamInterrupted, ModelThrottled
 from core.models.base import StreamEnd, TextDelta
 from core.pacer import EMPTY_ANSWER, GENERIC_ERROR, PLACEHOLDER, ReplyPacer
-from tests.fakes import RecordingSink, rate_limit_on, refuse, timed_stream
+from tests.fakes import RecordingSink, SinkCall, rate_limit_on, refuse, timed_stream
 
 SLACK = 0.005  # clock granularity allowance for lower-bound checks
 
@@ -246,3 +246,28 @@ def test_unbreakable_text_is_hard_cut_without_loss(limit: int) -> None:
     )
     assert "".join(sink.messages[f"m{i}"] for i in range(len(sink.messages))) == answer
     assert all(len(t) <= limit for t in sink.messages.values())
+
+
+def test_message_too_long_below_the_advertised_limit_is_split_smaller() -> None:
+    # The sink advertises 4,000 characters but refuses anything over 1,500, like Slack's
+    # msg_too_long seen near 4,000 on a 40,000 documented limit.
+    from core.errors import MessageTooLong
+
+    sink = RecordingSink(max_chars=4000)
+    original = sink._record
+
+    def strict(op: str, ref: str, text: str, reply=None) -> None:  # type: ignore[no-untyped-def]
+        if len(text) > 1500:
+            sink.calls.append(SinkCall(op + "!", ref, text, 0.0))
+            raise MessageTooLong("msg_too_long")
+        original(op, ref, text, reply)
+
+    sink._record = strict  # type: ignore[method-assign]
+    words = [f"word{i:04d}" for i in range(600)]  # about 5,400 characters
+    reply = ReplyPacer(sink, interval=0.005).deliver(timed_stream([w + " " for w in words]))
+    shown = " ".join(sink.messages[f"m{i}"] for i in range(len(sink.messages))).split()
+    assert shown == words
+    assert all(len(t) <= 1500 for t in sink.messages.values())
+    assert any(c.op.endswith("!") for c in sink.calls)
+    assert reply.complete
+    assert_no_placeholder_left(sink)
