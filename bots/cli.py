@@ -66,6 +66,14 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    socket_mode = None
+    if settings.slack_app_token and app.slack_app is not None:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        # Events arrive over a WebSocket to the same Bolt app: no public URL needed.
+        socket_mode = SocketModeHandler(app.slack_app, settings.slack_app_token)
+        socket_mode.connect()
+        log.info("slack socket mode connected")
     log.info(
         "chatbot serving",
         extra={"url": server.url, "routes": app.routes.paths, "settings": settings.redacted()},
@@ -79,6 +87,8 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if socket_mode is not None:
+            socket_mode.close()
         server.server_close()
         app.close()
     return 0

@@ -11,7 +11,7 @@ except a bug in an adapter's sink.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -48,7 +48,9 @@ class Assistant:
         history: HistoryStore,
         model: ChatModel,
         retriever: Retriever | None = None,
+        on_reply: Callable[[Turn, Reply], None] | None = None,
     ) -> None:
+        self._on_reply = on_reply
         self._settings = settings
         self._history = history
         self._model = model
@@ -66,7 +68,10 @@ class Assistant:
 
     def answer(self, turn: Turn, sink: ReplySink) -> Reply:
         with bind(conversation_id=turn.key.id, turn_id=turn.turn_id):
-            return self._answer(turn, sink)
+            reply = self._answer(turn, sink)
+            if self._on_reply is not None:
+                self._on_reply(turn, reply)
+            return reply
 
     def _answer(self, turn: Turn, sink: ReplySink) -> Reply:
         pacer = self.pacer(sink)
@@ -112,6 +117,16 @@ class Assistant:
             },
         )
         return reply
+
+    def knows(self, key: ConversationKey) -> bool:
+        """Whether this conversation has history, i.e. the assistant is part of it."""
+        try:
+            return bool(self._history.recent_turns(key, 1))
+        except StoreError as exc:
+            log.warning(
+                "history unavailable; treating conversation as new", extra={"cause": exc.cause}
+            )
+            return False
 
     def notify(self, sink: ReplySink, text: str, *, error: str = "") -> Reply:
         """Post a one-off message (a notice or an error) through the same pacing rules."""

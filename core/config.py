@@ -179,12 +179,27 @@ def _convert(name: str, raw: str, default: Any, attr: str) -> Any:
     return raw
 
 
-def load_settings(env_file: str | Path | None = ".env") -> Settings:
-    """Settings from ``os.environ``, with a ``.env`` file filling in what the environment lacks."""
+SECRET_NAMES: frozenset[str] = frozenset(_ENV[name] for name in _SECRETS) | {
+    "MICROSOFT_APP_ID",
+    "MICROSOFT_APP_TENANT_ID",
+    "MICROSOFT_APP_TYPE",
+}
+
+
+def load_settings(
+    env_file: str | Path | None = ".env", *, secrets: Mapping[str, object] | None = None
+) -> Settings:
+    """Settings from ``os.environ``, with a ``.env`` file filling in what the environment lacks.
+
+    ``secrets`` (platform credentials fetched from a secret store) win over both; only the
+    credential names in :data:`SECRET_NAMES` are taken from it.
+    """
     env: dict[str, str] = {}
     if env_file is not None and Path(env_file).is_file():
         from dotenv import dotenv_values
 
         env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     env.update(os.environ)
+    if secrets:
+        env.update({k: str(v) for k, v in secrets.items() if k in SECRET_NAMES and v is not None})
     return Settings.from_env(env)

@@ -7,6 +7,7 @@ in-process queue locally). The worker hands each job to the handler registered f
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -94,4 +95,17 @@ def turn_from_payload(data: Mapping[str, Any]) -> Turn:
         text=str(data.get("text", "")),
         created_at=float(data["created_at"]),
         files=tuple(FileRef(**f) for f in data.get("files", ())),
+    )
+
+
+def job_to_json(job: Job) -> str:
+    return json.dumps(
+        {"kind": job.kind, "group": job.group, "dedupe_id": job.dedupe_id, "payload": job.payload}
+    )
+
+
+def job_from_json(text: str) -> Job:
+    data = json.loads(text)
+    return Job(
+        str(data["kind"]), str(data["group"]), str(data["dedupe_id"]), data.get("payload") or {}
     )

@@ -7,8 +7,11 @@ message. Backends are imported lazily so the offline path never pays for boto3.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from core.assistant import Assistant, Retriever
 from core.config import Settings
+from core.domain import Reply, Turn
 from core.history.base import HistoryStore
 from core.models.base import ChatModel
 
@@ -43,10 +46,16 @@ def build_model(settings: Settings) -> ChatModel:
     return OfflineExtractiveModel()
 
 
-def build_assistant(settings: Settings, *, retriever: Retriever | None = None) -> Assistant:
+def build_assistant(
+    settings: Settings,
+    *,
+    retriever: Retriever | None = None,
+    on_reply: Callable[[Turn, Reply], None] | None = None,
+) -> Assistant:
     return Assistant(
         settings=settings,
         history=build_history(settings),
         model=build_model(settings),
         retriever=retriever,
+        on_reply=on_reply,
     )

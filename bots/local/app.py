@@ -1,16 +1,26 @@
-"""Wires the local host: one assistant, one job router, one in-process queue, the routes."""
+"""Wires the local host: one assistant, one job router, one in-process queue, the routes.
+
+The same ingress routes and job handlers as in AWS, with the embedded twins of SQS (the
+in-process queue) and of the idempotency table (SQLite).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import BasePersistenceLayer
 
 from bots.http import HttpRequest, HttpResponse, Routes
 from bots.local import devchat
 from bots.local.queue import InProcessQueue
 from core.assistant import Assistant
 from core.config import Settings
+from core.dedupe import DedupedHandler, build_persistence
 from core.jobs import JobRouter
 from core.runtime import build_assistant
+
+SLACK_NOT_CONFIGURED = "Slack is not configured: set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN"
 
 
 @dataclass
@@ -21,16 +31,24 @@ class LocalApp:
     jobs: JobRouter
     queue: InProcessQueue
     transcripts: devchat.Transcripts
+    slack_app: Any = None  # the Bolt app, when Slack is configured
 
     def close(self) -> None:
         self.queue.close()
 
 
-def build_local_app(settings: Settings, *, assistant: Assistant | None = None) -> LocalApp:
+def build_local_app(
+    settings: Settings,
+    *,
+    assistant: Assistant | None = None,
+    persistence: BasePersistenceLayer | None = None,
+) -> LocalApp:
     assistant = assistant or build_assistant(settings)
     routes = Routes()
     jobs = JobRouter()
-    queue = InProcessQueue(jobs.handle)
+    deduped = DedupedHandler(jobs.handle, persistence or build_persistence(settings))
+    queue = InProcessQueue(deduped)
+    slack_ready = bool(settings.slack_signing_secret and settings.slack_bot_token)
 
     def healthz(_: HttpRequest) -> HttpResponse:
         return HttpResponse.json(
@@ -39,10 +57,21 @@ def build_local_app(settings: Settings, *, assistant: Assistant | None = None) -
                 "status": "ok",
                 "llm": settings.llm,
                 "store": settings.store,
+                "slack": slack_ready,
                 "jobs": sorted(jobs.kinds),
             },
         )
 
     routes.add("GET", "/healthz", healthz)
     transcripts = devchat.install(routes, jobs, queue, assistant)
-    return LocalApp(settings, assistant, routes, jobs, queue, transcripts)
+    app = LocalApp(settings, assistant, routes, jobs, queue, transcripts)
+    if slack_ready:
+        from bots.slack.ingress import build_bolt_app, slack_route
+        from bots.slack.worker import install_worker
+
+        app.slack_app = build_bolt_app(settings, queue.enqueue)
+        routes.add("POST", "/slack/events", slack_route(app.slack_app, settings.slack_signing_secret))
+        install_worker(jobs, assistant, settings)
+    else:
+        routes.add("POST", "/slack/events", lambda _: HttpResponse.error(503, SLACK_NOT_CONFIGURED))
+    return app

@@ -1,0 +1,1 @@
+"""AWS Lambda hosts: the API Gateway ingress and the SQS worker, plus their AWS plumbing."""

@@ -1,0 +1,71 @@
+"""SQS → the worker: each job deduplicated, answered, and counted.
+
+Powertools' FIFO batch processor reports partial failures, and stops at the first failure so
+that later messages of the same conversation are not answered out of order (they come back with
+the failed one). Metrics (EMF) count answers and failures for alarms.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    SqsFifoPartialProcessor,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from bots.aws.settings import load_aws_settings
+from core.dedupe import DedupedHandler, build_persistence
+from core.domain import Reply, Turn
+from core.jobs import JobRouter, job_from_json
+from core.observability import configure_logging
+from core.runtime import build_assistant
+
+log = logging.getLogger(__name__)
+metrics = Metrics()
+_handler: DedupedHandler | None = None
+
+
+def count_reply(turn: Turn, reply: Reply) -> None:
+    if reply.error and reply.error != "input_rejected":
+        metrics.add_metric(name="AnswersFailed", unit=MetricUnit.Count, value=1)
+    else:
+        metrics.add_metric(name="AnswersCompleted", unit=MetricUnit.Count, value=1)
+
+
+def build_handler() -> DedupedHandler:
+    settings = load_aws_settings()
+    assistant = build_assistant(settings, on_reply=count_reply)
+    router = JobRouter()
+    if settings.slack_bot_token:
+        from bots.slack.worker import install_worker
+
+        install_worker(router, assistant, settings)
+    return DedupedHandler(router.handle, build_persistence(settings))
+
+
+def _record(record: SQSRecord) -> None:
+    assert _handler is not None
+    try:
+        _handler(job_from_json(record.body))
+    except Exception:
+        metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
+        log.exception("job failed; SQS will redeliver it", extra={"message_id": record.message_id})
+        raise
+
+
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global _handler
+    if _handler is None:
+        configure_logging()
+        _handler = build_handler()
+    _handler.config.register_lambda_context(context)
+    processor = SqsFifoPartialProcessor()
+    return process_partial_response(
+        event=event, record_handler=_record, processor=processor, context=context
+    )

@@ -1,0 +1,123 @@
+"""Slack ingress: verify, translate, enqueue, ack. Nothing slow, nothing that calls Slack.
+
+One Bolt app per process receives Slack's single endpoint (events, slash commands and
+interactivity). Its listeners only translate and enqueue; answers happen in the worker. Bolt is
+built so that no request waits on a network call: authorization returns the configured bot token
+without Bolt's ``auth.test`` round trip (it would land inside the first ack of every cold start),
+and bot and self messages are filtered in :mod:`bots.slack.events` from the payload itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+from slack_bolt import Ack, App, BoltRequest
+from slack_bolt.authorization import AuthorizeResult
+from slack_sdk import WebClient
+from slack_sdk.signature import SignatureVerifier
+
+from bots.http import HttpRequest, HttpResponse, Route
+from bots.slack.events import from_event
+from core.config import Settings
+from core.jobs import Job, turn_to_payload
+
+log = logging.getLogger(__name__)
+
+SLACK_MESSAGE = "slack.message"
+SUMMARIZE_NOT_READY = (
+    "Summaries are not available yet in this version of the assistant. "
+    "Mention me with a question instead."
+)
+
+
+def build_bolt_app(settings: Settings, enqueue: Callable[[Job], None]) -> App:
+    token = settings.slack_bot_token
+
+    def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
+        return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=token)
+
+    app = App(
+        signing_secret=settings.slack_signing_secret,
+        # No token on the client: ``authorize`` supplies it per request (a token here makes Bolt
+        # warn that it is ignored).
+        client=WebClient(base_url=settings.slack_api_url),
+        authorize=authorize,
+        process_before_response=True,
+        token_verification_enabled=False,
+        ignoring_self_events_enabled=False,  # needs auth.test; events.py filters bots instead
+        logger=logging.getLogger("bots.slack.bolt"),
+    )
+
+    def on_message_event(body: dict[str, Any], ack: Ack) -> None:
+        ack()
+        slack_turn = from_event(body)
+        if slack_turn is None:
+            return
+        payload = {
+            "turn": turn_to_payload(slack_turn.turn),
+            "channel": slack_turn.channel,
+            "thread_ts": slack_turn.thread_ts,
+            "needs_history": slack_turn.needs_history,
+        }
+        enqueue(Job(SLACK_MESSAGE, slack_turn.turn.key.id, slack_turn.dedupe_id, payload))
+        log.info(
+            "slack event enqueued",
+            extra={"event_id": body.get("event_id"), "job_id": slack_turn.dedupe_id},
+        )
+
+    def acknowledge(ack: Ack) -> None:
+        ack()
+
+    def summarize_not_ready(ack: Ack) -> None:
+        ack(response_type="ephemeral", text=SUMMARIZE_NOT_READY)
+
+    app.event("app_mention")(on_message_event)
+    app.event("message")(on_message_event)
+    app.event(re.compile(".*"))(acknowledge)  # any other event: acknowledged and ignored
+    app.command("/summarize")(summarize_not_ready)
+    app.shortcut("summarize_thread")(summarize_not_ready)
+    return app
+
+
+def slack_route(app: App, signing_secret: str) -> Route:
+    """The HTTP face of the Bolt app, shared by the local host and API Gateway."""
+    verifier = SignatureVerifier(signing_secret)
+
+    def route(request: HttpRequest) -> HttpResponse:
+        if not verifier.is_valid_request(request.body, dict(request.headers)):
+            log.warning("slack request rejected: bad signature or stale timestamp")
+            return HttpResponse.error(401, "invalid signature")
+        try:
+            text = request.body.decode("utf-8")
+            _check_body(text, request.header("content-type"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            log.warning("slack request rejected: malformed body", extra={"detail": str(exc)})
+            return HttpResponse.error(400, "malformed body")
+        bolt_request = BoltRequest(
+            body=text,
+            query=dict(request.query),
+            headers={k: [v] for k, v in request.headers.items()},
+        )
+        response = app.dispatch(bolt_request)
+        headers = {k: v for k, v in response.first_headers_without_set_cookie().items()}
+        return HttpResponse(response.status, (response.body or "").encode(), headers)
+
+    return route
+
+
+def _check_body(text: str, content_type: str) -> None:
+    """Slack sends JSON (events) or a form (commands, or ``payload=`` JSON for interactivity)."""
+    if content_type.startswith("application/json") or text.lstrip().startswith("{"):
+        if not isinstance(json.loads(text), dict):
+            raise ValueError("JSON body is not an object")
+        return
+    form = parse_qs(text, strict_parsing=bool(text))
+    if "payload" in form and not isinstance(json.loads(form["payload"][0]), dict):
+        raise ValueError("payload is not a JSON object")
+    if "payload" not in form and "command" not in form and "ssl_check" not in form:
+        raise ValueError("form body has neither a command nor a payload")
