@@ -21,10 +21,19 @@ _logger: Logger | None = None
 
 
 def configure_logging(level: str | int = "INFO", stream: IO[str] | None = None) -> Logger:
-    """Route ``core.*`` and ``bots.*`` logs through one Powertools JSON handler. Idempotent."""
+    """Route ``core.*`` and ``bots.*`` logs through one Powertools JSON handler.
+
+    Safe to call again (two hosts in one process, tests): the logger is built once, and later
+    calls only change its level and, if given, its stream."""
     global _logger
-    handler = logging.StreamHandler(stream or sys.stderr)
-    _logger = Logger(service=SERVICE, level=level, logger_handler=handler)
+    if _logger is None:
+        _logger = Logger(
+            service=SERVICE, level=level, logger_handler=logging.StreamHandler(stream or sys.stderr)
+        )
+    handler = _logger.registered_handler
+    if stream is not None and isinstance(handler, logging.StreamHandler):
+        handler.setStream(stream)
+    _logger.setLevel(level)
     for name in ("core", "bots"):
         target = logging.getLogger(name)
         target.handlers = [handler]

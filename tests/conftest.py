@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 # Stand-in fixtures (``bedrock_standin``, ...) available to every test module.
-pytest_plugins = ["tests.standins.bedrock"]
+pytest_plugins = ["tests.standins.bedrock", "tests.standins.slack"]
 
 _DUMMY_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -53,7 +53,9 @@ def test_a_redelivered_job_runs_once(persistence: BasePersistenceLayer) -> None:
     assert seen == ["Ev1", "Ev2"]
 
 
-def test_a_job_that_failed_is_answered_when_it_comes_again(persistence: BasePersistenceLayer) -> None:
+def test_a_job_that_failed_is_answered_when_it_comes_again(
+    persistence: BasePersistenceLayer,
+) -> None:
     attempts: list[int] = []
 
     def flaky(j: Job) -> None:
@@ -90,7 +92,9 @@ def test_a_job_still_in_progress_elsewhere_is_not_run_twice(tmp_path: Path) -> N
     assert started == ["Ev5"]
 
 
-def test_records_expire_so_the_table_does_not_grow_forever(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_records_expire_so_the_table_does_not_grow_forever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import time as real_time
 
     layer = SqlitePersistenceLayer(tmp_path / "i.sqlite3")

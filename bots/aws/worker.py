@@ -1,8 +1,8 @@
 """SQS → the worker: each job deduplicated, answered, and counted.
 
-Powertools' FIFO batch processor reports partial failures, and stops at the first failure so
-that later messages of the same conversation are not answered out of order (they come back with
-the failed one). Metrics (EMF) count answers and failures for alarms.
+Powertools' FIFO batch processor reports partial failures; after a failure it holds back the
+rest of that conversation's messages (they come back with the failed one, so order holds) while
+other conversations in the batch are answered. Metrics (EMF) count answers and failures for alarms.
 """
 
 from __future__ import annotations
@@ -65,7 +65,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         configure_logging()
         _handler = build_handler()
     _handler.config.register_lambda_context(context)
-    processor = SqsFifoPartialProcessor()
+    # After a failure, later messages of the same conversation come back with it (order holds);
+    # other conversations in the batch go on. When every record fails, report them all rather
+    # than raise: the same redelivery, one code path.
+    processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+    processor.raise_on_entire_batch_failure = False
     return process_partial_response(
         event=event, record_handler=_record, processor=processor, context=context
     )

@@ -70,7 +70,9 @@ def build_local_app(
         from bots.slack.worker import install_worker
 
         app.slack_app = build_bolt_app(settings, queue.enqueue)
-        routes.add("POST", "/slack/events", slack_route(app.slack_app, settings.slack_signing_secret))
+        routes.add(
+            "POST", "/slack/events", slack_route(app.slack_app, settings.slack_signing_secret)
+        )
         install_worker(jobs, assistant, settings)
     else:
         routes.add("POST", "/slack/events", lambda _: HttpResponse.error(503, SLACK_NOT_CONFIGURED))

@@ -1,0 +1,961 @@
+"""A local Slack Web API stand-in.
+
+A real HTTP server on 127.0.0.1 that answers ``/api/{method}`` the way ``slack.com`` does, so the
+real ``slack_sdk.WebClient`` (and Bolt on top of it) runs unchanged: point ``SLACK_API_URL`` at
+:attr:`SlackStandIn.api_url` (``WebClient(base_url=...)``) and nothing else differs.
+
+Behind it sits a small in-memory workspace: channels holding messages (threads via
+``thread_ts``, parents carrying ``reply_count`` / ``latest_reply``), users and files. It answers
+``auth.test``, ``chat.postMessage``, ``chat.update``, ``chat.postEphemeral``,
+``conversations.history`` / ``conversations.replies`` (cursor pagination), ``users.info`` and
+``files.info``, serves file bytes at ``url_private_download`` to the bot token only, and answers
+``unknown_method`` to anything else (tests can add methods with :meth:`SlackStandIn.on`).
+
+Like Slack, every answer is HTTP 200 with ``{"ok": false, "error": ...}`` on failure, except
+scripted failures with another status (:meth:`SlackStandIn.fail_next`): a 429 carries
+``Retry-After`` (1 unless told). Slack's documented size limits are enforced (``text`` 40,000
+characters, 50 blocks, 3,000 per section text, 12,000 across markdown blocks), and
+:attr:`SlackStandIn.max_text_chars` lowers the text limit to what Slack has been seen to enforce.
+
+Every API call is recorded (:attr:`SlackStandIn.calls`), parameters merged from the query string
+and the form or JSON body, with JSON-encoded form fields (``blocks``, ``attachments``,
+``metadata``) decoded.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import copy
+import json
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote
+
+import pytest
+
+from tests.slack_requests import new_ts, observe_ts, ts_to_micros
+
+DEFAULT_BOT_TOKEN = "xoxb-test-dummy"
+DEFAULT_SIGNING_SECRET = "test-signing-secret-dummy"
+
+TEXT_LIMIT = 40_000  # chat.postMessage ``text``, as documented
+BLOCKS_LIMIT = 50
+SECTION_TEXT_LIMIT = 3_000
+MARKDOWN_BLOCKS_LIMIT = 12_000  # cumulative over the markdown blocks of one message
+
+_JSON_FIELDS = ("blocks", "attachments", "metadata")
+_HISTORY_DEFAULT_LIMIT = 100
+_REPLIES_DEFAULT_LIMIT = 1000
+_MAX_LIMIT = 999
+
+Params = dict[str, Any]
+MethodHandler = Callable[[Params], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class SlackCall:
+    """One Web API call as the stand-in saw it (``at`` is ``time.monotonic()`` on arrival;
+    header names are lower-cased; ``response`` is the JSON body that was sent back)."""
+
+    method: str
+    params: dict[str, Any]
+    headers: dict[str, str]
+    at: float
+    status: int = 200
+    response: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.response.get("ok"))
+
+
+@dataclass(frozen=True)
+class FileDownload:
+    path: str
+    headers: dict[str, str]
+    status: int
+    at: float
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: str
+    status: int
+    retry_after: int | None
+
+
+@dataclass
+class _Channel:
+    id: str
+    name: str
+    member: bool
+    is_im: bool
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)  # ts -> message
+
+    def ordered(self) -> list[dict[str, Any]]:
+        return sorted(self.messages.values(), key=lambda m: ts_to_micros(m["ts"]))
+
+
+@dataclass
+class _File:
+    id: str
+    name: str
+    content: bytes
+    mimetype: str
+    channel: str
+    user: str
+    title: str
+    created: int
+
+
+class SlackApiFailure(Exception):
+    """Raised inside a method handler to answer ``{"ok": false, "error": error}``."""
+
+    def __init__(self, error: str, **extra: Any) -> None:
+        super().__init__(error)
+        self.error = error
+        self.extra = extra
+
+
+# --- the server ---------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.standin._track(self.connection, add=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.standin._track(self.connection, add=False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: tests read ``calls``, not stderr."""
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        arrived = time.monotonic()
+        length = int(self.headers.get("Content-Length") or 0)
+        raw_body = self.rfile.read(length) if length else b""
+        path, _, query = self.path.partition("?")
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        standin = self.server.standin
+        if path.startswith("/api/"):
+            method = path[len("/api/") :].strip("/")
+            params = _parse_params(query, raw_body, headers.get("content-type", ""))
+            try:
+                status, body, extra_headers = standin._api_call(method, params, headers, arrived)
+            except Exception as exc:  # a bug in the stand-in: answer, and fail the test later
+                traceback.print_exc()
+                standin.internal_errors.append(f"{method}: {exc!r}")
+                status, body, extra_headers = 500, {"ok": False, "error": "standin_bug"}, {}
+            self._send(status, json.dumps(body).encode("utf-8"), "application/json", extra_headers)
+        elif path.startswith("/files-pri/") and self.command == "GET":
+            status, content, content_type = standin._download(path, headers, arrived)
+            self._send(status, content, content_type, {})
+        else:
+            self._send(404, b"not found", "text/plain", {})
+
+    def _send(self, status: int, payload: bytes, content_type: str, extra: dict[str, str]) -> None:
+        self.send_response(status)
+        textual = content_type.startswith(("text/", "application/json"))
+        charset = "; charset=utf-8" if textual else ""
+        self.send_header("Content-Type", content_type + charset)
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+        self.wfile.flush()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    standin: SlackStandIn
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client dropping a pooled connection is normal
+        super().handle_error(request, client_address)
+
+
+def _parse_params(query: str, body: bytes, content_type: str) -> Params:
+    params: Params = dict(parse_qsl(query, keep_blank_values=True))
+    if body:
+        if content_type.startswith("application/json"):
+            try:
+                decoded = json.loads(body)
+            except ValueError:
+                decoded = {"_invalid_json": body.decode("utf-8", errors="replace")}
+            if isinstance(decoded, dict):
+                params.update(decoded)
+        elif content_type.startswith("multipart/form-data"):
+            params["_multipart"] = True  # file uploads are out of scope
+        else:
+            params.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    for name in _JSON_FIELDS:
+        value = params.get(name)
+        if isinstance(value, str) and value.strip().startswith(("[", "{")):
+            try:
+                params[name] = json.loads(value)
+            except ValueError:
+                params[name] = SlackApiFailure(f"invalid_{name}_format")
+    return params
+
+
+def _flag(value: Any) -> bool:
+    return str(value).lower() in ("1", "true")
+
+
+def _encode_cursor(ts: str) -> str:
+    return base64.b64encode(f"next_ts:{ts}".encode("ascii")).decode("ascii")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.b64decode(cursor.encode("ascii"), validate=True).decode("ascii")
+        prefix, _, ts = raw.partition(":")
+        if prefix != "next_ts":
+            raise ValueError(raw)
+        return ts_to_micros(ts)
+    except (ValueError, binascii.Error, UnicodeError) as exc:
+        raise SlackApiFailure("invalid_cursor") from exc
+
+
+def _limit(params: Params, default: int) -> int:
+    raw = params.get("limit")
+    if raw in (None, "", 0, "0"):
+        return default
+    try:
+        value = int(raw)
+    except (TypeError, ValueError) as exc:
+        raise SlackApiFailure("invalid_limit") from exc
+    return max(1, min(value, max(default, _MAX_LIMIT)))
+
+
+def _bound(params: Params, name: str, default: int) -> int:
+    raw = params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return ts_to_micros(str(raw))
+    except ValueError as exc:
+        raise SlackApiFailure(f"invalid_ts_{name}") from exc
+
+
+def _block_texts(blocks: list[Any]) -> Iterator[tuple[str, str]]:
+    """(block type, text) for each text a section or markdown block shows."""
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type", "")
+        if kind == "markdown":
+            yield kind, str(block.get("text", ""))
+        elif kind == "section":
+            text = block.get("text")
+            if isinstance(text, dict):
+                yield kind, str(text.get("text", ""))
+            for item in block.get("fields") or []:
+                if isinstance(item, dict):
+                    yield kind, str(item.get("text", ""))
+
+
+class SlackStandIn:
+    """A scriptable Slack Web API and workspace on 127.0.0.1; see the module docstring.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`. Thread-safe. With
+    ``seed=True`` the workspace starts with channel ``C1`` (``#general``, bot is a member) and
+    user ``U1`` (Ada Lovelace), the defaults of ``tests.slack_requests``; the bot user always
+    exists.
+    """
+
+    def __init__(
+        self,
+        *,
+        bot_token: str = DEFAULT_BOT_TOKEN,
+        team_id: str = "T1",
+        team_name: str = "Stand-in Workspace",
+        bot_user_id: str = "UBOT",
+        bot_id: str = "BBOT",
+        app_id: str = "A0STANDIN",
+        bot_name: str = "chatbot",
+        seed: bool = True,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.bot_token = bot_token
+        self.team_id = team_id
+        self.team_name = team_name
+        self.bot_user_id = bot_user_id
+        self.bot_id = bot_id
+        self.app_id = app_id
+        self.bot_name = bot_name
+        self.max_text_chars: int | None = None
+        # Slack's conversations.replies is reported both ways; code should cope with either.
+        self.replies_parent_on_every_page = False
+        # Real Slack answers an unauthorised file download with its HTML login page and 200.
+        self.html_on_unauthorized_download = False
+
+        self._host = host
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._channels: dict[str, _Channel] = {}
+        self._users: dict[str, dict[str, Any]] = {}
+        self._files: dict[str, _File] = {}
+        self._ephemeral: list[dict[str, Any]] = []
+        self._failures: dict[str, deque[_Failure]] = {}
+        self._latency: dict[str, float] = {}
+        self._extra_methods: dict[str, MethodHandler] = {}
+        self._calls: list[SlackCall] = []
+        self._downloads: list[FileDownload] = []
+        self._connections: set[socket.socket] = set()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.users_info_calls: Counter[str] = Counter()
+        self.internal_errors: list[str] = []  # stand-in bugs; the fixture fails the test on any
+
+        self.add_user(bot_user_id, bot_name, bot_name, is_bot=True)
+        if seed:
+            self.add_channel("C1", "general")
+            self.add_user("U1", "Ada Lovelace", "ada")
+
+    # lifecycle
+
+    def start(self) -> SlackStandIn:
+        if self._server is not None:
+            return self
+        server = _Server((self._host, 0), _Handler)
+        server.standin = self
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
+            name="slack-standin",
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> SlackStandIn:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the Slack stand-in is not running")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def api_url(self) -> str:
+        """The ``SLACK_API_URL`` / ``WebClient(base_url=...)`` value; ends with ``/api/``."""
+        return self.url + "/api/"
+
+    # seeding
+
+    def add_channel(self, id: str, name: str, member: bool = True, *, is_im: bool = False) -> None:
+        with self._lock:
+            self._channels[id] = _Channel(id=id, name=name, member=member, is_im=is_im)
+
+    def set_member(self, channel: str, member: bool) -> None:
+        with self._lock:
+            self._channel_for_seeding(channel).member = member
+
+    def add_user(
+        self, id: str, real_name: str, display_name: str = "", *, is_bot: bool = False
+    ) -> None:
+        handle = (display_name or real_name).lower().replace(" ", ".")
+        with self._lock:
+            self._users[id] = {
+                "id": id,
+                "team_id": self.team_id,
+                "name": handle,
+                "deleted": False,
+                "real_name": real_name,
+                "tz": "Europe/London",
+                "tz_label": "Greenwich Mean Time",
+                "tz_offset": 0,
+                "is_admin": False,
+                "is_owner": False,
+                "is_bot": is_bot,
+                "is_app_user": False,
+                "updated": int(time.time()),
+                "profile": {
+                    "real_name": real_name,
+                    "real_name_normalized": real_name,
+                    "display_name": display_name,
+                    "display_name_normalized": display_name,
+                    "first_name": real_name.split(" ")[0],
+                    "image_48": f"https://avatars.invalid/{id}_48.png",
+                    "team": self.team_id,
+                },
+            }
+
+    def add_message(
+        self,
+        channel: str,
+        text: str,
+        user: str | None = "U1",
+        ts: str | None = None,
+        thread_ts: str | None = None,
+        bot_id: str | None = None,
+        *,
+        blocks: list[dict[str, Any]] | None = None,
+        files: list[str] | None = None,
+        subtype: str | None = None,
+    ) -> str:
+        """Store a message as if someone had posted it; returns its ts. ``files`` are ids of
+        :meth:`add_file` files, attached as Slack attaches them (``subtype`` ``file_share``)."""
+        with self._lock:
+            target = self._channel_for_seeding(channel)
+            if ts is None:
+                ts = new_ts()
+            else:
+                observe_ts(ts)
+            msg: dict[str, Any] = {"type": "message", "ts": ts, "text": text, "team": self.team_id}
+            if user is not None:
+                msg["user"] = user
+            if bot_id is not None:
+                msg["bot_id"] = bot_id
+            if blocks is not None:
+                msg["blocks"] = blocks
+            if files:
+                msg["files"] = [self.file_payload(f) for f in files]
+                msg["upload"] = False
+                subtype = subtype or "file_share"
+            if subtype is not None:
+                msg["subtype"] = subtype
+            self._store(target, msg, thread_ts)
+            return ts
+
+    def add_file(
+        self,
+        file_id: str,
+        name: str,
+        content: bytes,
+        mimetype: str,
+        channel: str = "C1",
+        *,
+        user: str = "U1",
+        title: str | None = None,
+    ) -> dict[str, Any]:
+        """Store a file shared in ``channel``; returns its object as events and files.info
+        carry it."""
+        with self._lock:
+            self._files[file_id] = _File(
+                id=file_id,
+                name=name,
+                content=content,
+                mimetype=mimetype,
+                channel=channel,
+                user=user,
+                title=title or name,
+                created=int(time.time()),
+            )
+        return self.file_payload(file_id)
+
+    def file_payload(self, file_id: str) -> dict[str, Any]:
+        with self._lock:
+            f = self._files[file_id]
+        extension = f.name.rsplit(".", 1)[-1].lower() if "." in f.name else "binary"
+        base = f"{self.url}/files-pri/{self.team_id}-{f.id}"
+        return {
+            "id": f.id,
+            "created": f.created,
+            "timestamp": f.created,
+            "name": f.name,
+            "title": f.title,
+            "mimetype": f.mimetype,
+            "filetype": extension,
+            "pretty_type": extension.upper(),
+            "user": f.user,
+            "user_team": self.team_id,
+            "editable": False,
+            "size": len(f.content),
+            "mode": "hosted",
+            "is_external": False,
+            "external_type": "",
+            "is_public": True,
+            "public_url_shared": False,
+            "display_as_bot": False,
+            "username": "",
+            "url_private": f"{base}/{quote(f.name)}",
+            "url_private_download": f"{base}/download/{quote(f.name)}",
+            "permalink": f"{self.url}/files/{f.user}/{f.id}/{quote(f.name)}",
+            "channels": [f.channel],
+            "groups": [],
+            "ims": [],
+            "comments_count": 0,
+        }
+
+    # scripting
+
+    def fail_next(
+        self,
+        method: str,
+        *,
+        error: str = "ratelimited",
+        status: int = 200,
+        retry_after: int | None = None,
+        times: int = 1,
+    ) -> None:
+        """The next ``times`` calls to ``method`` answer ``{"ok": false, "error": error}`` with
+        HTTP ``status`` (first in first out, per method), before auth or any state change.
+        A 429 carries ``Retry-After: retry_after`` (1 if not given), as Slack's always do."""
+        if status == 429 and retry_after is None:
+            retry_after = 1
+        with self._lock:
+            queue = self._failures.setdefault(method, deque())
+            queue.extend(_Failure(error, status, retry_after) for _ in range(times))
+
+    def pending_failures(self, method: str) -> int:
+        with self._lock:
+            return len(self._failures.get(method, ()))
+
+    def set_latency(self, method: str, seconds: float) -> None:
+        """Delay every answer to ``method`` (0 to stop)."""
+        with self._lock:
+            self._latency[method] = seconds
+
+    def on(self, method: str, handler: MethodHandler) -> None:
+        """Answer ``method`` with ``handler(params)`` (raise :class:`SlackApiFailure` for an
+        error); for methods this stand-in does not model."""
+        with self._lock:
+            self._extra_methods[method] = handler
+
+    # inspection
+
+    @property
+    def calls(self) -> list[SlackCall]:
+        """A snapshot of every API call so far, in arrival order."""
+        with self._lock:
+            return list(self._calls)
+
+    def calls_to(self, method: str) -> list[SlackCall]:
+        with self._lock:
+            return [c for c in self._calls if c.method == method]
+
+    def wait_for_calls(self, method: str, count: int = 1, timeout: float = 5.0) -> list[SlackCall]:
+        """Block until ``method`` has been called ``count`` times (for work done on another
+        thread); raises TimeoutError with what did arrive."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len(found := [c for c in self._calls if c.method == method]) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    seen = [c.method for c in self._calls]
+                    raise TimeoutError(f"{len(found)}/{count} calls to {method}; calls: {seen}")
+                self._changed.wait(remaining)
+            return found
+
+    def clear_calls(self) -> None:
+        with self._lock:
+            self._calls.clear()
+            self._downloads.clear()
+            self.users_info_calls.clear()
+
+    @property
+    def downloads(self) -> list[FileDownload]:
+        with self._lock:
+            return list(self._downloads)
+
+    def messages(self, channel: str, thread_ts: str | None = None) -> list[dict[str, Any]]:
+        """Current messages (edits applied), oldest first: the channel's top level, or with
+        ``thread_ts`` the thread (parent first, then replies)."""
+        with self._lock:
+            target = self._channel_for_seeding(channel)
+            if thread_ts is None:
+                found = [m for m in target.ordered() if self._is_top_level(m)]
+            else:
+                found = self._thread_of(target, thread_ts)
+            return copy.deepcopy(found)
+
+    def ephemeral_messages(self, channel: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return copy.deepcopy(
+                [e for e in self._ephemeral if channel is None or e["channel"] == channel]
+            )
+
+    def users_info_count(self, user: str) -> int:
+        with self._lock:
+            return self.users_info_calls[user]
+
+    # used by the handler
+
+    def _api_call(
+        self, method: str, params: Params, headers: dict[str, str], arrived: float
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        with self._lock:
+            latency = self._latency.get(method, 0.0)
+        if latency:
+            time.sleep(latency)
+        status, extra_headers = 200, {}
+        with self._lock:
+            queue = self._failures.get(method)
+            failure = queue.popleft() if queue else None
+            if failure is not None:
+                status = failure.status
+                body: dict[str, Any] = {"ok": False, "error": failure.error}
+                if failure.retry_after is not None:
+                    extra_headers["Retry-After"] = str(failure.retry_after)
+            else:
+                body = self._answer(method, params, headers)
+            recorded = {
+                k: copy.deepcopy(v) for k, v in params.items() if not isinstance(v, SlackApiFailure)
+            }
+            self._calls.append(SlackCall(method, recorded, headers, arrived, status, body))
+            self._changed.notify_all()
+        return status, body, extra_headers
+
+    def _answer(self, method: str, params: Params, headers: dict[str, str]) -> dict[str, Any]:
+        handler = self._extra_methods.get(method) or getattr(
+            self, "_m_" + method.replace(".", "_"), None
+        )
+        if handler is None:
+            return {"ok": False, "error": "unknown_method", "req_method": method}
+        token = headers.get("authorization", "").removeprefix("Bearer ").strip()
+        token = token or str(params.get("token", ""))
+        try:
+            if not token:
+                raise SlackApiFailure("not_authed")
+            if token != self.bot_token:
+                raise SlackApiFailure("invalid_auth")
+            for value in params.values():
+                if isinstance(value, SlackApiFailure):
+                    raise value
+            answer = handler(params)
+        except SlackApiFailure as failure:
+            return {"ok": False, "error": failure.error, **failure.extra}
+        return {"ok": True, **answer}
+
+    def _download(
+        self, path: str, headers: dict[str, str], arrived: float
+    ) -> tuple[int, bytes, str]:
+        parts = path.split("/")  # ["", "files-pri", "T1-F1", ("download",) "name"]
+        file_id = parts[2].partition("-")[2] if len(parts) > 3 else ""
+        with self._lock:
+            f = self._files.get(file_id)
+            authorised = headers.get("authorization") == f"Bearer {self.bot_token}"
+            if f is None:
+                result = (404, b"file not found", "text/plain")
+            elif authorised:
+                result = (200, f.content, f.mimetype)
+            elif self.html_on_unauthorized_download:
+                result = (200, b"<!DOCTYPE html><html><body>Sign in</body></html>", "text/html")
+            else:
+                result = (403, b"forbidden", "text/plain")
+            self._downloads.append(FileDownload(unquote(path), headers, result[0], arrived))
+            self._changed.notify_all()
+        return result
+
+    def _track(self, conn: socket.socket, *, add: bool) -> None:
+        with self._lock:
+            if add:
+                self._connections.add(conn)
+            else:
+                self._connections.discard(conn)
+
+    # workspace internals (called with the lock held)
+
+    def _channel_for_seeding(self, channel: str) -> _Channel:
+        if channel not in self._channels:
+            raise KeyError(f"no channel {channel!r} in the stand-in; add_channel() it first")
+        return self._channels[channel]
+
+    def _readable_channel(self, params: Params) -> _Channel:
+        channel = self._channels.get(str(params.get("channel") or ""))
+        if channel is None:
+            raise SlackApiFailure("channel_not_found")
+        if not channel.member:
+            raise SlackApiFailure("not_in_channel")
+        return channel
+
+    @staticmethod
+    def _is_top_level(msg: dict[str, Any]) -> bool:
+        thread_ts = msg.get("thread_ts")
+        return (
+            thread_ts is None or thread_ts == msg["ts"] or msg.get("subtype") == "thread_broadcast"
+        )
+
+    def _thread_of(self, channel: _Channel, ts: str) -> list[dict[str, Any]]:
+        msg = channel.messages.get(ts)
+        root = msg.get("thread_ts", ts) if msg else ts
+        parent = channel.messages.get(root)
+        replies = [m for m in channel.ordered() if m.get("thread_ts") == root and m["ts"] != root]
+        return ([parent] if parent else []) + replies
+
+    def _store(self, channel: _Channel, msg: dict[str, Any], thread_ts: str | None) -> None:
+        if thread_ts is not None and thread_ts != msg["ts"]:
+            msg["thread_ts"] = thread_ts
+            parent = channel.messages.get(thread_ts)
+            if parent is not None:
+                msg["parent_user_id"] = parent.get("user", "")
+                parent["thread_ts"] = thread_ts
+                parent["reply_count"] = parent.get("reply_count", 0) + 1
+                users = parent.setdefault("reply_users", [])
+                if msg.get("user") and msg["user"] not in users:
+                    users.append(msg["user"])
+                parent["reply_users_count"] = len(users)
+                if ts_to_micros(msg["ts"]) > ts_to_micros(parent.get("latest_reply", "0")):
+                    parent["latest_reply"] = msg["ts"]
+                parent.setdefault("is_locked", False)
+                parent.setdefault("subscribed", False)
+        channel.messages[msg["ts"]] = msg
+
+    def _check_content(self, params: Params, *, required: bool = True) -> None:
+        text = params.get("text")
+        blocks = params.get("blocks")
+        if required and not text and not blocks and not params.get("attachments"):
+            raise SlackApiFailure("no_text")
+        limit = TEXT_LIMIT if self.max_text_chars is None else self.max_text_chars
+        if text is not None and len(str(text)) > limit:
+            raise SlackApiFailure("msg_too_long")
+        if blocks is None:
+            return
+        if not isinstance(blocks, list):
+            raise SlackApiFailure("invalid_blocks_format")
+        if len(blocks) > BLOCKS_LIMIT:
+            raise SlackApiFailure(
+                "invalid_blocks",
+                response_metadata={"messages": ["[ERROR] no more than 50 items allowed"]},
+            )
+        markdown_total = 0
+        for kind, block_text in _block_texts(blocks):
+            if self.max_text_chars is not None and len(block_text) > self.max_text_chars:
+                raise SlackApiFailure("msg_too_long")
+            if kind == "section" and len(block_text) > SECTION_TEXT_LIMIT:
+                raise SlackApiFailure(
+                    "invalid_blocks",
+                    response_metadata={"messages": ["[ERROR] must be less than 3001 characters"]},
+                )
+            if kind == "markdown":
+                markdown_total += len(block_text)
+        if markdown_total > MARKDOWN_BLOCKS_LIMIT:
+            raise SlackApiFailure(
+                "invalid_blocks",
+                response_metadata={"messages": ["[ERROR] markdown blocks exceed 12000 characters"]},
+            )
+
+    def _bot_message(self, params: Params, ts: str) -> dict[str, Any]:
+        msg: dict[str, Any] = {
+            "user": self.bot_user_id,
+            "type": "message",
+            "ts": ts,
+            "bot_id": self.bot_id,
+            "app_id": self.app_id,
+            "text": str(params.get("text") or ""),
+            "team": self.team_id,
+            "bot_profile": {
+                "id": self.bot_id,
+                "app_id": self.app_id,
+                "name": self.bot_name,
+                "deleted": False,
+                "team_id": self.team_id,
+            },
+        }
+        for name in ("blocks", "attachments", "metadata"):
+            if params.get(name) is not None:
+                msg[name] = params[name]
+        return msg
+
+    # Web API methods (called with the lock held)
+
+    def _m_auth_test(self, params: Params) -> dict[str, Any]:
+        return {
+            "url": f"{self.url}/",
+            "team": self.team_name,
+            "user": self.bot_name,
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "is_enterprise_install": False,
+        }
+
+    def _m_chat_postMessage(self, params: Params) -> dict[str, Any]:
+        channel = self._readable_channel(params)
+        self._check_content(params)
+        msg = self._bot_message(params, new_ts())
+        thread_ts = params.get("thread_ts") or None
+        if thread_ts and _flag(params.get("reply_broadcast")):
+            msg["subtype"] = "thread_broadcast"
+        self._store(channel, msg, thread_ts)
+        return {"channel": channel.id, "ts": msg["ts"], "message": copy.deepcopy(msg)}
+
+    def _m_chat_update(self, params: Params) -> dict[str, Any]:
+        channel = self._channels.get(str(params.get("channel") or ""))
+        if channel is None:
+            raise SlackApiFailure("channel_not_found")
+        msg = channel.messages.get(str(params.get("ts") or ""))
+        if msg is None:
+            raise SlackApiFailure("message_not_found")
+        if msg.get("bot_id") != self.bot_id and msg.get("user") != self.bot_user_id:
+            raise SlackApiFailure("cant_update_message")
+        self._check_content(params)
+        if params.get("text") is not None:
+            msg["text"] = str(params["text"])
+        for name in ("blocks", "attachments", "metadata"):
+            if params.get(name) is not None:
+                if params[name] == [] and name != "metadata":
+                    msg.pop(name, None)
+                else:
+                    msg[name] = params[name]
+        msg["edited"] = {"user": self.bot_user_id, "ts": new_ts()}
+        return {
+            "channel": channel.id,
+            "ts": msg["ts"],
+            "text": msg["text"],
+            "message": copy.deepcopy(msg),
+        }
+
+    def _m_chat_postEphemeral(self, params: Params) -> dict[str, Any]:
+        channel = self._readable_channel(params)
+        user = str(params.get("user") or "")
+        if user not in self._users:
+            raise SlackApiFailure("user_not_in_channel")
+        self._check_content(params)
+        message_ts = new_ts()
+        self._ephemeral.append(
+            {
+                "channel": channel.id,
+                "user": user,
+                "text": str(params.get("text") or ""),
+                "blocks": params.get("blocks"),
+                "thread_ts": params.get("thread_ts"),
+                "message_ts": message_ts,
+            }
+        )
+        return {"message_ts": message_ts}
+
+    def _m_conversations_history(self, params: Params) -> dict[str, Any]:
+        channel = self._readable_channel(params)
+        inclusive = _flag(params.get("inclusive"))
+        oldest = _bound(params, "oldest", 0)
+        latest = _bound(params, "latest", sys.maxsize)
+        limit = _limit(params, _HISTORY_DEFAULT_LIMIT)
+        cursor = params.get("cursor")
+        start = _decode_cursor(str(cursor)) if cursor else None
+
+        def wanted(m: dict[str, Any]) -> bool:
+            key = ts_to_micros(m["ts"])
+            if start is not None and key > start:
+                return False
+            if start is None and (key > latest or (key == latest and not inclusive)):
+                return False
+            return key > oldest or (key == oldest and inclusive)
+
+        found = [m for m in reversed(channel.ordered()) if self._is_top_level(m) and wanted(m)]
+        return self._page(found, limit, {"pin_count": 0, "channel_actions_ts": None})
+
+    def _m_conversations_replies(self, params: Params) -> dict[str, Any]:
+        channel = self._readable_channel(params)
+        ts = str(params.get("ts") or "")
+        if not ts:
+            raise SlackApiFailure("invalid_arguments")
+        thread = self._thread_of(channel, ts)
+        if not thread or ts not in channel.messages:
+            raise SlackApiFailure("thread_not_found")
+        inclusive = _flag(params.get("inclusive"))
+        oldest = _bound(params, "oldest", 0)
+        latest = _bound(params, "latest", sys.maxsize)
+        limit = _limit(params, _REPLIES_DEFAULT_LIMIT)
+        cursor = params.get("cursor")
+        start = _decode_cursor(str(cursor)) if cursor else None
+        root = channel.messages.get(channel.messages[ts].get("thread_ts", ts))
+
+        def wanted(m: dict[str, Any]) -> bool:
+            key = ts_to_micros(m["ts"])
+            if start is not None and key < start:
+                return False
+            low = key > oldest or (key == oldest and inclusive)
+            high = key < latest or (key == latest and inclusive)
+            return low and high
+
+        found = [m for m in thread if wanted(m)]
+        page = self._page(found, limit, {})
+        first = page["messages"][0]["ts"] if page["messages"] else None
+        later_page = start is not None and self.replies_parent_on_every_page
+        if later_page and root is not None and first != root["ts"]:
+            page["messages"].insert(0, copy.deepcopy(root))
+        return page
+
+    @staticmethod
+    def _page(found: list[dict[str, Any]], limit: int, extra: dict[str, Any]) -> dict[str, Any]:
+        page = copy.deepcopy(found[:limit])
+        answer: dict[str, Any] = {"messages": page, "has_more": len(found) > limit, **extra}
+        if len(found) > limit:
+            answer["response_metadata"] = {"next_cursor": _encode_cursor(found[limit]["ts"])}
+        return answer
+
+    def _m_users_info(self, params: Params) -> dict[str, Any]:
+        user = str(params.get("user") or "")
+        self.users_info_calls[user] += 1
+        if user not in self._users:
+            raise SlackApiFailure("user_not_found")
+        return {"user": copy.deepcopy(self._users[user])}
+
+    def _m_files_info(self, params: Params) -> dict[str, Any]:
+        file_id = str(params.get("file") or "")
+        if file_id not in self._files:
+            raise SlackApiFailure("file_not_found")
+        return {
+            "file": self.file_payload(file_id),
+            "comments": [],
+            "response_metadata": {"next_cursor": ""},
+        }
+
+
+@pytest.fixture
+def slack_standin(monkeypatch: pytest.MonkeyPatch) -> Iterator[SlackStandIn]:
+    """A running, seeded stand-in (``C1``, ``U1``, bot ``UBOT``), with ``SLACK_API_URL``,
+    ``SLACK_BOT_TOKEN`` and ``SLACK_SIGNING_SECRET`` set for it. Build clients and apps after
+    this fixture."""
+    with SlackStandIn() as standin:
+        monkeypatch.setenv("SLACK_API_URL", standin.api_url)
+        monkeypatch.setenv("SLACK_BOT_TOKEN", standin.bot_token)
+        monkeypatch.setenv("SLACK_SIGNING_SECRET", DEFAULT_SIGNING_SECRET)
+        yield standin
+    if standin.internal_errors:
+        pytest.fail(f"the Slack stand-in itself failed: {standin.internal_errors}")

@@ -1,0 +1,227 @@
+"""Slack through the AWS hosts: API Gateway event → ingress Lambda → SQS FIFO → worker Lambda.
+
+AWS is a real moto server on loopback, reached the way production code reaches AWS: boto3's
+``AWS_ENDPOINT_URL_<SERVICE>`` variables, no endpoint in the code. Credentials come from the
+Secrets Manager secret, not the environment. Bedrock and Slack are the local stand-ins.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities import parameters
+from moto.server import ThreadedMotoServer
+
+import bots.aws.ingress as ingress
+import bots.aws.worker as worker
+from core.history.dynamodb import create_table
+from tests import slack_requests as sr
+from tests.standins.bedrock import BedrockStandIn, Stream
+from tests.standins.slack import SlackStandIn
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+class LambdaContext:
+    function_name = "chatbot-worker"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:chatbot-worker"
+
+    def __init__(self) -> None:
+        self.aws_request_id = uuid.uuid4().hex
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+@pytest.fixture
+def aws(
+    moto_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    slack_standin: SlackStandIn,
+    bedrock_standin: BedrockStandIn,
+) -> Iterator[dict[str, Any]]:
+    for service in ("SQS", "DYNAMODB", "SECRETS_MANAGER"):
+        monkeypatch.setenv(f"AWS_ENDPOINT_URL_{service}", moto_url)
+    suffix = uuid.uuid4().hex[:8]
+    sqs = boto3.client("sqs")
+    queue_url = sqs.create_queue(QueueName=f"jobs-{suffix}.fifo", Attributes={"FifoQueue": "true"})[
+        "QueueUrl"
+    ]
+    dynamodb = boto3.client("dynamodb")
+    create_table(dynamodb, f"history-{suffix}")
+    dynamodb.create_table(
+        TableName=f"idempotency-{suffix}",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    secret_arn = boto3.client("secretsmanager").create_secret(
+        Name=f"chatbot-{suffix}",
+        SecretString=json.dumps(
+            {
+                "SLACK_SIGNING_SECRET": sr.DEFAULT_SIGNING_SECRET,
+                "SLACK_BOT_TOKEN": slack_standin.bot_token,
+            }
+        ),
+    )["ARN"]
+    # Credentials must come from the secret: none in the environment.
+    monkeypatch.delenv("SLACK_SIGNING_SECRET", raising=False)
+    monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
+    env = {
+        "CHATBOT_LLM": "bedrock",
+        "CHATBOT_STORE": "dynamodb",
+        "CHATBOT_QUEUE_URL": queue_url,
+        "CHATBOT_HISTORY_TABLE": f"history-{suffix}",
+        "CHATBOT_IDEMPOTENCY_TABLE": f"idempotency-{suffix}",
+        "CHATBOT_SECRET_ID": secret_arn,
+        "CHATBOT_EDIT_INTERVAL_SECONDS": "0.05",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    parameters.clear_caches()
+    monkeypatch.setattr(ingress, "_routes", None)
+    monkeypatch.setattr(worker, "_handler", None)
+    yield {"sqs": sqs, "queue_url": queue_url, "dynamodb": dynamodb, "history": f"history-{suffix}"}
+
+
+def api_event(request: sr.Request, version: int = 2) -> dict[str, Any]:
+    body, headers = request
+    if version == 2:
+        return {
+            "version": "2.0",
+            "rawPath": "/slack/events",
+            "rawQueryString": "",
+            "headers": {k.lower(): v for k, v in headers.items()},
+            "requestContext": {"http": {"method": "POST", "path": "/slack/events"}},
+            "body": body.decode(),
+            "isBase64Encoded": False,
+        }
+    return {
+        "resource": "/slack/events",
+        "path": "/slack/events",
+        "httpMethod": "POST",
+        "headers": headers,
+        "requestContext": {"httpMethod": "POST"},
+        "body": body.decode(),
+        "isBase64Encoded": False,
+    }
+
+
+def drain(aws: dict[str, Any]) -> list[dict[str, Any]]:
+    response = aws["sqs"].receive_message(
+        QueueUrl=aws["queue_url"], MaxNumberOfMessages=10, AttributeNames=["All"], WaitTimeSeconds=0
+    )
+    return response.get("Messages", [])
+
+
+def sqs_event(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:jobs.fifo",
+                "awsRegion": "us-east-1",
+            }
+            for m in messages
+        ]
+    }
+
+
+def test_mention_through_api_gateway_sqs_and_the_worker(
+    aws: dict[str, Any], slack_standin: SlackStandIn, bedrock_standin: BedrockStandIn
+) -> None:
+    bedrock_standin.script(Stream(["The SLA ", "is 99.9%."]))
+    mention = sr.app_mention("<@UBOT> what is the SLA?")
+    response = ingress.handler(api_event(sr.event_callback(mention)), LambdaContext())
+    assert response["statusCode"] == 200
+    assert slack_standin.calls == []  # the ack path never calls Slack
+
+    messages = drain(aws)
+    assert len(messages) == 1
+    assert messages[0]["Attributes"]["MessageGroupId"] == f"slack#T1#C1#{mention['ts']}"
+    result = worker.handler(sqs_event(messages), LambdaContext())
+    assert result == {"batchItemFailures": []}
+
+    (reply,) = [m for m in slack_standin.messages("C1", mention["ts"]) if m.get("bot_id")]
+    assert reply["blocks"][0]["text"] == "The SLA is 99.9%."
+    request = bedrock_standin.requests[0]
+    assert "what is the SLA?" in request.body["messages"][-1]["content"][0]["text"]
+    items = aws["dynamodb"].scan(TableName=aws["history"])["Items"]
+    assert sorted(i["role"]["S"] for i in items) == ["assistant", "user"]
+
+
+def test_retries_are_deduplicated_by_sqs_and_by_the_idempotency_table(
+    aws: dict[str, Any], slack_standin: SlackStandIn, bedrock_standin: BedrockStandIn
+) -> None:
+    mention = sr.app_mention("<@UBOT> once please")
+    event_id = sr.new_event_id()
+    for retry in (None, 1, 2):
+        request = sr.event_callback(
+            mention,
+            event_id=event_id,
+            retry_num=retry,
+            retry_reason="http_timeout" if retry else None,
+        )
+        assert ingress.handler(api_event(request), LambdaContext())["statusCode"] == 200
+    messages = drain(aws)
+    assert len(messages) == 1  # FIFO dedupe within its five-minute window
+
+    worker.handler(sqs_event(messages), LambdaContext())
+    # SQS delivers at least once: the same record again (or Slack's last retry, after the
+    # FIFO window) must not answer twice.
+    worker.handler(sqs_event(messages), LambdaContext())
+    assert len(slack_standin.calls_to("chat.postMessage")) == 1
+    assert len(bedrock_standin.requests) == 1
+
+
+def test_rest_api_v1_events_work_too(aws: dict[str, Any]) -> None:
+    mention = sr.app_mention("<@UBOT> via REST API")
+    response = ingress.handler(api_event(sr.event_callback(mention), version=1), LambdaContext())
+    assert response["statusCode"] == 200 and len(drain(aws)) == 1
+
+
+def test_bad_signature_is_refused_and_nothing_is_enqueued(aws: dict[str, Any]) -> None:
+    body, headers = sr.event_callback(sr.app_mention("<@UBOT> hi"))
+    headers["X-Slack-Signature"] = "v0=" + "f" * 64
+    response = ingress.handler(api_event((body, headers)), LambdaContext())
+    assert response["statusCode"] == 401
+    assert drain(aws) == []
+
+
+def test_a_bad_record_holds_back_its_conversation_but_not_others(
+    aws: dict[str, Any], slack_standin: SlackStandIn
+) -> None:
+    same = sr.app_mention("<@UBOT> same conversation")
+    other = sr.app_mention("<@UBOT> another conversation")
+    for mention in (same, other):
+        ingress.handler(api_event(sr.event_callback(mention)), LambdaContext())
+    messages = {json.loads(m["Body"])["group"]: m for m in drain(aws)}
+    same_msg = messages[f"slack#T1#C1#{same['ts']}"]
+    other_msg = messages[f"slack#T1#C1#{other['ts']}"]
+    broken = dict(same_msg, MessageId="broken-1", Body="{not a job")
+    result = worker.handler(sqs_event([broken, same_msg, other_msg]), LambdaContext())
+    failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
+    # The conversation's later message comes back with the broken one (never out of order);
+    # the other conversation is answered now.
+    assert failed == {"broken-1", same_msg["MessageId"]}
+    answered = [m for m in slack_standin.messages("C1", other["ts"]) if m.get("bot_id")]
+    assert len(answered) == 1 and slack_standin.messages("C1", same["ts"])[1:] == []
