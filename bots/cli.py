@@ -68,12 +68,9 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     signal.signal(signal.SIGTERM, stop)
     socket_mode = None
     if settings.slack_app_token and app.slack_app is not None:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
+        from bots.slack.socket_mode import start_socket_mode
 
-        # Events arrive over a WebSocket to the same Bolt app: no public URL needed.
-        socket_mode = SocketModeHandler(app.slack_app, settings.slack_app_token)
-        socket_mode.connect()
-        log.info("slack socket mode connected")
+        socket_mode = start_socket_mode(app.slack_app, settings.slack_app_token)
     log.info(
         "chatbot serving",
         extra={"url": server.url, "routes": app.routes.paths, "settings": settings.redacted()},

@@ -1,0 +1,77 @@
+"""The Slack app manifest: the scopes its events need, and nothing it does not use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+MANIFEST = Path(__file__).resolve().parents[1] / "manifest" / "slack" / "manifest.yml"
+
+# The scope Slack's Events API reference lists for each bot event.
+EVENT_SCOPE = {
+    "app_mention": "app_mentions:read",
+    "message.channels": "channels:history",
+    "message.groups": "groups:history",
+    "message.mpim": "mpim:history",
+    "message.im": "im:history",
+    "file_shared": "files:read",
+    "file_unshared": "files:read",
+    "file_deleted": "files:read",
+}
+# Scopes needed by Web API calls rather than events: replies, names, command and shortcut.
+CALL_SCOPES = {"chat:write", "users:read", "commands"}
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict[str, Any]:
+    loaded = yaml.safe_load(MANIFEST.read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def test_every_bot_event_has_the_scope_it_needs(manifest: dict[str, Any]) -> None:
+    events = manifest["settings"]["event_subscriptions"]["bot_events"]
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    assert set(events) == set(EVENT_SCOPE)
+    assert {EVENT_SCOPE[e] for e in events} <= scopes
+
+
+def test_no_scope_beyond_what_the_product_uses(manifest: dict[str, Any]) -> None:
+    scopes = manifest["oauth_config"]["scopes"]["bot"]
+    assert len(scopes) == len(set(scopes))
+    assert set(scopes) == set(EVENT_SCOPE.values()) | CALL_SCOPES
+
+
+def test_summarize_command_and_thread_shortcut(manifest: dict[str, Any]) -> None:
+    (command,) = manifest["features"]["slash_commands"]
+    assert command["command"] == "/summarize"
+    assert command["usage_hint"] == "[24h | 7d | 200 | <thread link> | file [name]]"
+    assert command["should_escape"] is False
+    (shortcut,) = manifest["features"]["shortcuts"]
+    assert (shortcut["type"], shortcut["callback_id"]) == ("message", "summarize_thread")
+    assert shortcut["name"] == "Summarize thread"
+
+
+def test_every_request_url_is_the_one_slack_endpoint(manifest: dict[str, Any]) -> None:
+    settings = manifest["settings"]
+    urls = {
+        settings["event_subscriptions"]["request_url"],
+        settings["interactivity"]["request_url"],
+        *(c["url"] for c in manifest["features"]["slash_commands"]),
+    }
+    assert urls == {"https://YOUR-API-ID.execute-api.REGION.amazonaws.com/slack/events"}
+    assert settings["interactivity"]["is_enabled"] is True
+
+
+def test_settings_for_an_http_deployment(manifest: dict[str, Any]) -> None:
+    settings = manifest["settings"]
+    assert settings["socket_mode_enabled"] is False
+    assert settings["org_deploy_enabled"] is False
+    assert settings["token_rotation_enabled"] is False
+    assert manifest["features"]["bot_user"]["always_online"] is False
+    app_home = manifest["features"]["app_home"]
+    assert app_home["messages_tab_enabled"] is True  # people can DM the assistant
+    assert app_home["messages_tab_read_only_enabled"] is False
