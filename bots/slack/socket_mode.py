@@ -18,6 +18,14 @@ def start_socket_mode(app: App, app_token: str) -> SocketModeHandler:
     """Open the connection (``apps.connections.open`` through the app's client, so
     ``SLACK_API_URL`` applies) and return the handler; ``close()`` it on shutdown."""
     handler = SocketModeHandler(app, app_token, web_client=app.client)
-    handler.connect()
-    log.info("slack socket mode connected")
+    try:
+        handler.connect()
+    except Exception:
+        handler.close()  # the client's threads start with it: never leave them running
+        raise
+    if handler.client.is_connected():
+        log.info("slack socket mode connected")
+    else:
+        # The client logs the handshake failure itself and retries on its own schedule.
+        log.warning("slack socket mode not connected yet; the client keeps retrying")
     return handler
