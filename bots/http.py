@@ -7,6 +7,7 @@ function serves both hosts unchanged.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,24 @@ class HttpResponse:
 
 
 Route = Callable[[HttpRequest], HttpResponse]
+
+
+class LazyRoute:
+    """A route built on its first request. One ingress function serves every platform, so a
+    platform's heavy imports (botbuilder takes about half a second) must not land on another
+    platform's cold start."""
+
+    def __init__(self, build: Callable[[], Route]) -> None:
+        self._build = build
+        self._route: Route | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if self._route is None:
+            with self._lock:
+                if self._route is None:
+                    self._route = self._build()
+        return self._route(request)
 
 
 class Routes:

@@ -197,3 +197,23 @@ def test_queue_drops_duplicates_and_survives_a_failing_handler() -> None:
     assert seen == ["e1", "boom", "e2"]
     assert queue.failures == 1
     queue.close()
+
+
+def test_lazy_route_is_built_once_on_first_use() -> None:
+    from bots.http import HttpRequest, HttpResponse, LazyRoute
+
+    built: list[int] = []
+
+    def build():  # type: ignore[no-untyped-def]
+        built.append(1)
+        return lambda request: HttpResponse.json(200, {"path": request.path})
+
+    route = LazyRoute(build)
+    assert built == []  # nothing imported or built until a request comes
+    threads = [threading.Thread(target=route, args=(HttpRequest("POST", "/x"),)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert route(HttpRequest("POST", "/y")).status == 200
+    assert built == [1]
