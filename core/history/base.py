@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import abc
+import json
+import logging
 from collections.abc import Sequence
+from dataclasses import asdict, fields
 
-from core.domain import ConversationKey, Turn
+from core.domain import ConversationKey, FileRef, Turn
+
+log = logging.getLogger(__name__)
+_FILE_FIELDS = frozenset(f.name for f in fields(FileRef))
 
 
 class HistoryStore(abc.ABC):
@@ -31,3 +37,20 @@ class HistoryStore(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing to close
         """Release connections; the default has nothing to release."""
+
+
+def files_to_json(files: Sequence[FileRef]) -> str:
+    """A turn's files as stored by every backend."""
+    return json.dumps([asdict(f) for f in files], ensure_ascii=False)
+
+
+def files_from_json(raw: str) -> tuple[FileRef, ...]:
+    """Files as stored; a damaged value costs the turn its attachments, not the conversation."""
+    try:
+        items = json.loads(raw or "[]")
+        return tuple(
+            FileRef(**{k: v for k, v in item.items() if k in _FILE_FIELDS}) for item in items
+        )
+    except (ValueError, TypeError, AttributeError):
+        log.warning("ignoring unreadable files value in a stored history turn")
+        return ()

@@ -32,21 +32,19 @@ local tooling use them, and ``infra/`` must describe the same table.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, fields
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from core.domain import ConversationKey, FileRef, Role, Turn
+from core.domain import ConversationKey, Role, Turn
 from core.errors import StoreError, TurnAlreadyStored
-from core.history.base import HistoryStore
+from core.history.base import HistoryStore, files_from_json, files_to_json
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +54,6 @@ TTL_ATTRIBUTE = "expires_at"
 _DAY = 86_400
 _BATCH_SIZE = 25  # BatchWriteItem's limit
 _UNPROCESSED_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)
-_FILE_FIELDS = frozenset(f.name for f in fields(FileRef))
 _CLIENT_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
     connect_timeout=3,
@@ -157,7 +154,7 @@ class DynamoDbHistoryStore(HistoryStore):
             "user_id": {"S": turn.user_id},
             "user_name": {"S": turn.user_name},
             "text": {"S": turn.text},
-            "files": {"S": json.dumps([asdict(f) for f in turn.files], ensure_ascii=False)},
+            "files": {"S": files_to_json(turn.files)},
             "created_at": {"N": repr(float(turn.created_at))},
             TTL_ATTRIBUTE: {"N": str(math.ceil(turn.created_at + self._retention_seconds))},
         }
@@ -263,18 +260,6 @@ def _store_error(api: str, operation: str, exc: Exception) -> StoreError:
     return StoreError(f"DynamoDB {api} failed with {code} while {operation}")
 
 
-def _files_from_json(raw: str) -> tuple[FileRef, ...]:
-    """Files as stored; a damaged value costs the turn its attachments, not the conversation."""
-    try:
-        items = json.loads(raw or "[]")
-        return tuple(
-            FileRef(**{k: v for k, v in item.items() if k in _FILE_FIELDS}) for item in items
-        )
-    except (ValueError, TypeError, AttributeError):
-        logger.warning("ignoring unreadable files value in a stored history turn")
-        return ()
-
-
 def _turn_from_item(key: ConversationKey, item: dict[str, Any]) -> Turn:
     def text(name: str) -> str:
         return str(item.get(name, {}).get("S", ""))
@@ -287,5 +272,5 @@ def _turn_from_item(key: ConversationKey, item: dict[str, Any]) -> Turn:
         user_name=text("user_name"),
         text=text("text"),
         created_at=float(item["created_at"]["N"]),
-        files=_files_from_json(text("files")),
+        files=files_from_json(text("files")),
     )

@@ -15,26 +15,23 @@ whole conversation unreadable.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from core.domain import ConversationKey, FileRef, Role, Turn
+from core.domain import ConversationKey, Role, Turn
 from core.errors import StoreError, TurnAlreadyStored
-from core.history.base import HistoryStore
+from core.history.base import HistoryStore, files_from_json, files_to_json
 from core.text import decode_lenient
 
 logger = logging.getLogger(__name__)
 
 _DAY = 86_400.0
 _PURGE_INTERVAL = 60.0
-_FILE_FIELDS = frozenset(f.name for f in fields(FileRef))
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS turns (
@@ -115,7 +112,7 @@ class SqliteHistoryStore(HistoryStore):
             turn.user_id,
             turn.user_name,
             turn.text,
-            _files_to_json(turn.files),
+            files_to_json(turn.files),
             turn.created_at,
             turn.created_at + self._retention_seconds,
         )
@@ -184,22 +181,6 @@ def _is_unique_violation(exc: sqlite3.IntegrityError) -> bool:
     )
 
 
-def _files_to_json(files: Sequence[FileRef]) -> str:
-    return json.dumps([asdict(f) for f in files], ensure_ascii=False)
-
-
-def _files_from_json(raw: str) -> tuple[FileRef, ...]:
-    """Files as stored; a damaged value costs the turn its attachments, not the conversation."""
-    try:
-        items = json.loads(raw or "[]")
-        return tuple(
-            FileRef(**{k: v for k, v in item.items() if k in _FILE_FIELDS}) for item in items
-        )
-    except (ValueError, TypeError, AttributeError):
-        logger.warning("ignoring unreadable files value in a stored history turn")
-        return ()
-
-
 def _turn_from_row(key: ConversationKey, row: Sequence[Any]) -> Turn:
     turn_id, role, user_id, user_name, text, files, created_at = row
     return Turn(
@@ -210,5 +191,5 @@ def _turn_from_row(key: ConversationKey, row: Sequence[Any]) -> Turn:
         user_name=user_name,
         text=text,
         created_at=float(created_at),
-        files=_files_from_json(files),
+        files=files_from_json(files),
     )
