@@ -15,6 +15,7 @@ import traceback
 
 BENCHMARKS: list[str] = [
     "bench.core_overhead",
+    "bench.slack_ingress",
 ]
 
 

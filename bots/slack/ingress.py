@@ -42,6 +42,7 @@ def build_bolt_app(settings: Settings, enqueue: Callable[[Job], None]) -> App:
         return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=token)
 
     app = App(
+        name="chatbot",  # without a name Bolt walks inspect.stack(): ~30 ms of every cold start
         signing_secret=settings.slack_signing_secret,
         # No token on the client: ``authorize`` supplies it per request (a token here makes Bolt
         # warn that it is ignored).
