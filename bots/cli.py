@@ -35,7 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     ask.add_argument("--user", default="you", help="who is asking (default: you)")
     ask.add_argument("-v", "--verbose", action="store_true", help="show log lines on stderr")
 
+    package = commands.add_parser("teams-package", help="build the Teams app package (zip)")
+    from bots.teams_package import add_arguments
+
+    add_arguments(package)
+
     args = parser.parse_args(argv)
+    if args.command == "teams-package":
+        from bots.teams_package import run
+
+        return run(args)
     try:
         settings = load_settings()
     except ConfigError as exc:
