@@ -16,6 +16,7 @@ import traceback
 BENCHMARKS: list[str] = [
     "bench.core_overhead",
     "bench.slack_ingress",
+    "bench.extraction",
 ]
 
 
