@@ -10,7 +10,12 @@ from collections.abc import Iterator
 import pytest
 
 # Stand-in fixtures (``bedrock_standin``, ...) available to every test module.
-pytest_plugins = ["tests.standins.bedrock", "tests.standins.slack"]
+pytest_plugins = [
+    "tests.standins.bedrock",
+    "tests.standins.slack",
+    "tests.lambda_harness",
+    "tests.standins.teams",
+]
 
 _DUMMY_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

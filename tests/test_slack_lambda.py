@@ -8,42 +8,16 @@ Secrets Manager secret, not the environment. Bedrock and Slack are the local sta
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from aws_lambda_powertools.utilities import parameters
-from moto.server import ThreadedMotoServer
 
 import bots.aws.ingress as ingress
 import bots.aws.worker as worker
-from core.history.dynamodb import create_table
 from tests import slack_requests as sr
+from tests.lambda_harness import LambdaContext, drain, provision_aws, sqs_event
 from tests.standins.bedrock import BedrockStandIn, Stream
 from tests.standins.slack import SlackStandIn
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-class LambdaContext:
-    function_name = "chatbot-worker"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:chatbot-worker"
-
-    def __init__(self) -> None:
-        self.aws_request_id = uuid.uuid4().hex
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
 
 
 @pytest.fixture
@@ -52,49 +26,15 @@ def aws(
     monkeypatch: pytest.MonkeyPatch,
     slack_standin: SlackStandIn,
     bedrock_standin: BedrockStandIn,
-) -> Iterator[dict[str, Any]]:
-    for service in ("SQS", "DYNAMODB", "SECRETS_MANAGER"):
-        monkeypatch.setenv(f"AWS_ENDPOINT_URL_{service}", moto_url)
-    suffix = uuid.uuid4().hex[:8]
-    sqs = boto3.client("sqs")
-    queue_url = sqs.create_queue(QueueName=f"jobs-{suffix}.fifo", Attributes={"FifoQueue": "true"})[
-        "QueueUrl"
-    ]
-    dynamodb = boto3.client("dynamodb")
-    create_table(dynamodb, f"history-{suffix}")
-    dynamodb.create_table(
-        TableName=f"idempotency-{suffix}",
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    secret_arn = boto3.client("secretsmanager").create_secret(
-        Name=f"chatbot-{suffix}",
-        SecretString=json.dumps(
-            {
-                "SLACK_SIGNING_SECRET": sr.DEFAULT_SIGNING_SECRET,
-                "SLACK_BOT_TOKEN": slack_standin.bot_token,
-            }
-        ),
-    )["ARN"]
+) -> dict[str, Any]:
     # Credentials must come from the secret: none in the environment.
     monkeypatch.delenv("SLACK_SIGNING_SECRET", raising=False)
     monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
-    env = {
-        "CHATBOT_LLM": "bedrock",
-        "CHATBOT_STORE": "dynamodb",
-        "CHATBOT_QUEUE_URL": queue_url,
-        "CHATBOT_HISTORY_TABLE": f"history-{suffix}",
-        "CHATBOT_IDEMPOTENCY_TABLE": f"idempotency-{suffix}",
-        "CHATBOT_SECRET_ID": secret_arn,
-        "CHATBOT_EDIT_INTERVAL_SECONDS": "0.05",
+    secret = {
+        "SLACK_SIGNING_SECRET": sr.DEFAULT_SIGNING_SECRET,
+        "SLACK_BOT_TOKEN": slack_standin.bot_token,
     }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    parameters.clear_caches()
-    monkeypatch.setattr(ingress, "_routes", None)
-    monkeypatch.setattr(worker, "_handler", None)
-    yield {"sqs": sqs, "queue_url": queue_url, "dynamodb": dynamodb, "history": f"history-{suffix}"}
+    return provision_aws(monkeypatch, moto_url, secret, llm="bedrock")
 
 
 def api_event(request: sr.Request, version: int = 2) -> dict[str, Any]:
@@ -117,32 +57,6 @@ def api_event(request: sr.Request, version: int = 2) -> dict[str, Any]:
         "requestContext": {"httpMethod": "POST"},
         "body": body.decode(),
         "isBase64Encoded": False,
-    }
-
-
-def drain(aws: dict[str, Any]) -> list[dict[str, Any]]:
-    response = aws["sqs"].receive_message(
-        QueueUrl=aws["queue_url"], MaxNumberOfMessages=10, AttributeNames=["All"], WaitTimeSeconds=0
-    )
-    return response.get("Messages", [])
-
-
-def sqs_event(messages: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": m.get("Attributes", {}),
-                "messageAttributes": {},
-                "md5OfBody": m["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:jobs.fifo",
-                "awsRegion": "us-east-1",
-            }
-            for m in messages
-        ]
     }
 
 

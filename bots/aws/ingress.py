@@ -14,12 +14,13 @@ from typing import Any
 
 from bots.aws.settings import load_aws_settings
 from bots.aws.sqs import SqsJobQueue
-from bots.http import HttpRequest, HttpResponse, Routes
+from bots.http import HttpRequest, HttpResponse, LazyRoute, Route, Routes
 from core.config import Settings
 from core.observability import bind, configure_logging
 
 log = logging.getLogger(__name__)
 _routes: Routes | None = None
+TEAMS_NOT_CONFIGURED = "Teams is not configured: this host never accepts unauthenticated activities"
 
 
 def build_routes(settings: Settings) -> Routes:
@@ -32,6 +33,19 @@ def build_routes(settings: Settings) -> Routes:
         routes.add("POST", "/slack/events", slack_route(app, settings.slack_signing_secret))
     else:
         log.error("Slack is not configured: SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN are empty")
+
+    if settings.microsoft_app_id or settings.microsoft_app_password:
+        # Built on the first Teams request, so botbuilder never lands on a Slack cold start.
+        # Never unauthenticated here: incomplete credentials fail that build loudly.
+        def build_teams() -> Route:
+            from bots.teams.ingress import teams_route
+
+            return teams_route(settings, queue.enqueue, allow_unauthenticated=False)
+
+        routes.add("POST", "/api/messages", LazyRoute(build_teams))
+    else:
+        log.error("Teams is not configured: MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD are empty")
+        routes.add("POST", "/api/messages", lambda _: HttpResponse.error(503, TEAMS_NOT_CONFIGURED))
     return routes
 
 

@@ -45,6 +45,12 @@ def build_handler() -> DedupedHandler:
         from bots.slack.worker import install_worker
 
         install_worker(router, assistant, settings)
+    if settings.microsoft_app_id:
+        from bots.teams.auth import require_credentials
+        from bots.teams.worker import install_worker as install_teams_worker
+
+        require_credentials(settings)  # never reply unauthenticated from AWS
+        install_teams_worker(router, assistant, settings)
     return DedupedHandler(router.handle, build_persistence(settings))
 
 

@@ -76,4 +76,12 @@ def build_local_app(
         install_worker(jobs, assistant, settings)
     else:
         routes.add("POST", "/slack/events", lambda _: HttpResponse.error(503, SLACK_NOT_CONFIGURED))
+
+    from bots.teams.ingress import install_ingress as install_teams_ingress
+    from bots.teams.worker import install_worker as install_teams_worker
+
+    # With no MICROSOFT_APP_ID the local host (and only it) takes unauthenticated activities,
+    # which is what the Bot Framework Emulator and local tests send.
+    install_teams_ingress(routes, queue.enqueue, settings, allow_unauthenticated=True)
+    install_teams_worker(jobs, assistant, settings)
     return app

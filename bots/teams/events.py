@@ -1,0 +1,239 @@
+"""Teams activities → core turns. Pure functions: what to answer, where, and what to ignore.
+
+- Personal chat (``conversationType`` ``personal``, or none as from the Bot Framework Emulator):
+  every message is answered; the chat is one conversation.
+- Channel: only messages that @mention the bot, answered in the same reply chain. A reply chain
+  arrives as ``conversation.id = "<channel>;messageid=<root>"``: the root message id is the
+  thread, the channel id (without the suffix) is the channel.
+- Group chat: only messages that @mention the bot; a group chat has no threads, so the chat is
+  one conversation.
+- ``conversationUpdate`` that adds the bot: a welcome. Anything else (edits, reactions, invokes,
+  other members joining, the bot's own activities): ignored.
+
+The mention is removed before the question reaches the model. botbuilder's
+``TurnContext.remove_recipient_mention`` is not used for that: it deletes the bot's *name*
+wherever it occurs in the message ("<at>Chatbot</at> how do I install Chatbot?" loses its last
+word) and raises ``KeyError`` on a mention entity without ``mentioned``. Instead the mentions are
+read with ``TurnContext.get_mentions`` and exactly their markup (the entity's ``text``, or
+``<at>Name</at>``) is removed.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from botbuilder.core import TurnContext
+from botbuilder.schema import Activity, ActivityTypes, ConversationReference
+
+from core.domain import ConversationKey, Role, Turn
+
+PLATFORM = "teams"
+NO_TENANT = "no-tenant"  # the Emulator and unauthenticated local use send no tenant
+PERSONAL, CHANNEL, GROUP_CHAT = "personal", "channel", "groupChat"
+
+_MESSAGE_ID = re.compile(r";messageid=(?P<root>[^;]+)", re.IGNORECASE)
+_SUMMARIZE = re.compile(r"^/?summari[sz]e(?:\s.*)?$", re.IGNORECASE | re.DOTALL)
+_BLANKS = re.compile(r"[ \t\u00a0]+")
+
+
+class Action(StrEnum):
+    ANSWER = "answer"
+    WELCOME = "welcome"
+    SUMMARIZE = "summarize"
+    IGNORE = "ignore"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTarget:
+    """Where the worker sends the reply: the activity's connector and conversation.
+
+    ``reference`` is botbuilder's ``ConversationReference`` as JSON (it travels in a job);
+    ``reply_to_id`` is the message answered (None for a welcome, which starts a new post).
+    """
+
+    service_url: str
+    reference: Mapping[str, Any]
+    reply_to_id: str | None
+    conversation_type: str
+
+    @property
+    def conversation_id(self) -> str:
+        return str((self.reference.get("conversation") or {}).get("id") or "")
+
+    def conversation_reference(self) -> ConversationReference:
+        return ConversationReference().deserialize(dict(self.reference))
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "service_url": self.service_url,
+            "reference": dict(self.reference),
+            "reply_to_id": self.reply_to_id,
+            "conversation_type": self.conversation_type,
+        }
+
+    @classmethod
+    def from_payload(cls, data: Mapping[str, Any]) -> ReplyTarget:
+        return cls(
+            service_url=str(data["service_url"]),
+            reference=dict(data["reference"]),
+            reply_to_id=data.get("reply_to_id"),
+            conversation_type=str(data.get("conversation_type") or PERSONAL),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TeamsEvent:
+    """What an activity asks for. ``turn`` is set for ANSWER; ``key``, ``dedupe_id`` and
+    ``reply`` for everything but IGNORE, whose ``reason`` says why (for the log)."""
+
+    action: Action
+    reason: str = ""
+    key: ConversationKey | None = None
+    turn: Turn | None = None
+    dedupe_id: str = ""
+    reply: ReplyTarget | None = None
+
+
+def ignore(reason: str) -> TeamsEvent:
+    return TeamsEvent(Action.IGNORE, reason=reason)
+
+
+def from_activity(activity: Activity) -> TeamsEvent:
+    """The event for one incoming activity (already authenticated)."""
+    conversation = activity.conversation
+    bot = activity.recipient
+    if conversation is None or not conversation.id or bot is None or not bot.id:
+        return ignore("no conversation or recipient")
+    sender = activity.from_property
+    if sender is not None and sender.id == bot.id:
+        return ignore("the bot's own activity")
+    if activity.type == ActivityTypes.conversation_update:
+        return _welcome(activity)
+    if activity.type != ActivityTypes.message:
+        return ignore(f"activity type {activity.type!r}")
+    if sender is None or not sender.id or not activity.id:
+        return ignore("message without sender or id")
+
+    kind = conversation_type(activity)
+    mentioned = is_mentioned(activity)
+    if kind != PERSONAL and not mentioned:
+        return ignore(f"{kind} message without a mention of the bot")
+    text = strip_bot_mentions(activity) if mentioned else normalize(activity.text or "")
+
+    tenant = tenant_id(activity)
+    channel, root = split_conversation_id(conversation.id)
+    thread = (root or activity.id) if kind == CHANNEL else channel
+    key = ConversationKey(PLATFORM, tenant, channel, thread)
+    turn = Turn(
+        key=key,
+        turn_id=str(activity.id),
+        role=Role.USER,
+        user_id=str(sender.id),
+        user_name=str(sender.name or ""),
+        text=text,
+        created_at=activity.timestamp.timestamp() if activity.timestamp else time.time(),
+    )
+    action = Action.SUMMARIZE if _SUMMARIZE.match(text) else Action.ANSWER
+    return TeamsEvent(
+        action,
+        key=key,
+        turn=turn,
+        dedupe_id=dedupe_id(tenant, conversation.id, str(activity.id)),
+        reply=_reply_target(activity, tenant, reply_to_id=str(activity.id)),
+    )
+
+
+def _welcome(activity: Activity) -> TeamsEvent:
+    bot_id = activity.recipient.id
+    if not any(member.id == bot_id for member in activity.members_added or ()):
+        return ignore("conversation update without the bot being added")
+    tenant = tenant_id(activity)
+    channel, _ = split_conversation_id(activity.conversation.id)
+    key = ConversationKey(PLATFORM, tenant, channel, channel)
+    event_id = activity.id or f"welcome:{bot_id}"
+    return TeamsEvent(
+        Action.WELCOME,
+        key=key,
+        dedupe_id=dedupe_id(tenant, activity.conversation.id, event_id),
+        reply=_reply_target(activity, tenant, reply_to_id=None),
+    )
+
+
+def _reply_target(activity: Activity, tenant: str, *, reply_to_id: str | None) -> ReplyTarget:
+    reference = TurnContext.get_conversation_reference(activity)
+    if reference.conversation is not None and tenant != NO_TENANT:
+        # Teams sends ``conversation.tenantId``, which botbuilder's model (``tenantID``) does not
+        # read; carry the tenant forward the way BotFrameworkAdapter does for incoming turns.
+        reference.conversation.tenant_id = tenant
+    return ReplyTarget(
+        service_url=str(activity.service_url or ""),
+        reference=reference.serialize(),
+        reply_to_id=reply_to_id,
+        conversation_type=conversation_type(activity),
+    )
+
+
+def dedupe_id(tenant: str, conversation_id: str, activity_id: str) -> str:
+    return f"teams:{tenant}:{conversation_id}:{activity_id}"
+
+
+def conversation_type(activity: Activity) -> str:
+    kind = activity.conversation.conversation_type if activity.conversation else None
+    if kind in (CHANNEL, GROUP_CHAT):
+        return str(kind)
+    return PERSONAL
+
+
+def tenant_id(activity: Activity) -> str:
+    channel_data = activity.channel_data if isinstance(activity.channel_data, Mapping) else {}
+    tenant = (channel_data.get("tenant") or {}).get("id")
+    conversation = activity.conversation
+    if not tenant and conversation is not None:
+        extra = conversation.additional_properties or {}
+        tenant = conversation.tenant_id or extra.get("tenantId")
+    return str(tenant) if tenant else NO_TENANT
+
+
+def split_conversation_id(conversation_id: str) -> tuple[str, str | None]:
+    """``"19:x@thread.tacv2;messageid=17"`` → ``("19:x@thread.tacv2", "17")``."""
+    match = _MESSAGE_ID.search(conversation_id)
+    if match is None:
+        return conversation_id, None
+    return conversation_id[: match.start()] + conversation_id[match.end() :], match["root"]
+
+
+def _bot_mentions(activity: Activity) -> list[dict[str, Any]]:
+    """The properties (``mentioned``, ``text``) of each mention entity that names the bot."""
+    found = []
+    for entity in TurnContext.get_mentions(activity):
+        props = entity.additional_properties or {}
+        mentioned = props.get("mentioned")
+        if isinstance(mentioned, Mapping) and mentioned.get("id") == activity.recipient.id:
+            found.append(props)
+    return found
+
+
+def is_mentioned(activity: Activity) -> bool:
+    return bool(_bot_mentions(activity))
+
+
+def strip_bot_mentions(activity: Activity) -> str:
+    """The message text without the bot's mention markup; other mentions stay."""
+    text = activity.text or ""
+    for props in _bot_mentions(activity):
+        markup = str(props.get("text") or "")
+        name = str(props["mentioned"].get("name") or "")
+        for candidate in (markup, f"<at>{name}</at>" if name else ""):
+            if candidate:
+                text = text.replace(candidate, " ")
+    return normalize(text)
+
+
+def normalize(text: str) -> str:
+    lines = (_BLANKS.sub(" ", line).strip() for line in text.replace("&nbsp;", " ").splitlines())
+    return "\n".join(lines).strip()

@@ -1,0 +1,230 @@
+"""Replies in Teams: a typing indicator, one message edited as the answer grows, sources last.
+
+- The pacer's placeholder becomes Teams' typing indicator: ``post(PLACEHOLDER)`` sends a typing
+  activity and returns a pending reference; the message itself is created with the first text.
+  Then ``update`` edits it (``update_activity``), and ``finish`` writes the whole answer with its
+  sources as a Markdown list (Teams renders Markdown in message text).
+- Teams limits each bot per thread to 7 sends a second, 8 per 2 s and 60 per 30 s. A
+  :class:`SendBudget` per conversation, shared by every reply of the process, keeps under them:
+  a send over budget raises :class:`RateLimited`, so the pacer holds that edit back (or waits).
+  A 429 that still comes is honoured through ``Retry-After``; 412/502/504 are retried shortly.
+- The final text always arrives: if the final edit fails for good (404: the message is gone;
+  or a 412/5xx that persists) it is sent as a new message instead; a message deleted while the
+  answer streams (404 on an edit) is continued in a new one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from botbuilder.schema import Activity, ActivityTypes, ConversationReference
+
+from bots.teams.connector import ConnectorRefused, TeamsConnector, TransientFailure
+from core.domain import Reply, SourceCitation
+from core.errors import MessageTooLong, RateLimited, SinkError
+from core.pacer import PLACEHOLDER
+
+log = logging.getLogger(__name__)
+
+# A Teams message holds about 28 KB including the activity's envelope; leave room for the
+# sources list and for characters that take more than one byte.
+MAX_CHARS = 24_000
+MAX_SOURCES = 10
+# Attempts at the final edit that end in a 412/5xx before its text goes out as a new message.
+FINAL_EDIT_ATTEMPTS = 3
+# Teams' documented per-bot, per-thread limits: (window in seconds, sends in that window).
+TEAMS_THREAD_LIMITS: tuple[tuple[float, int], ...] = ((1.0, 7), (2.0, 8), (30.0, 60))
+_PENDING = "pending:"
+
+
+class SendBudget:
+    """Sliding-window send counts per conversation; thread-safe, shared by all replies."""
+
+    def __init__(
+        self,
+        limits: Sequence[tuple[float, int]] = TEAMS_THREAD_LIMITS,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._limits = tuple(limits)
+        self._horizon = max(window for window, _ in self._limits)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._sent: dict[str, deque[float]] = {}
+
+    def take(self, conversation: str) -> float:
+        """Spend one send; returns 0.0, or the seconds to wait when a window is full."""
+        with self._lock:
+            now = self._clock()
+            self._forget_idle(now)
+            sent = self._sent.setdefault(conversation, deque())
+            wait = 0.0
+            for window, limit in self._limits:
+                inside = [t for t in sent if t > now - window]
+                if len(inside) >= limit:
+                    wait = max(wait, inside[-limit] + window - now)
+            if wait > 0:
+                return wait
+            sent.append(now)
+            return 0.0
+
+    def _forget_idle(self, now: float) -> None:
+        for conversation in list(self._sent):
+            sent = self._sent[conversation]
+            while sent and sent[0] <= now - self._horizon:
+                sent.popleft()
+            if not sent:
+                del self._sent[conversation]
+
+
+class TeamsReplySink:
+    """One reply in one Teams conversation (a :class:`core.pacer.ReplySink`)."""
+
+    max_chars = MAX_CHARS
+
+    def __init__(
+        self,
+        connector: TeamsConnector,
+        *,
+        reference: ConversationReference,
+        reply_to_id: str | None,
+        budget: SendBudget,
+        placeholder: str = PLACEHOLDER,
+    ) -> None:
+        self._connector = connector
+        self._reference = reference
+        self._reply_to_id = reply_to_id
+        self._budget = budget
+        self._placeholder = placeholder
+        self._conversation = reference.conversation.id if reference.conversation else ""
+        self._typed = False
+        self._numbers = itertools.count(1)
+        self._pending: set[str] = set()  # posted placeholders not yet created in Teams
+        self._ids: dict[str, str] = {}  # pending reference → Teams activity id
+        self._shown: dict[str, str] = {}  # Teams activity id → the text it shows
+        self._final_failures = 0
+        self._replaced: set[str] = set()  # refs whose final text went out as a new message
+
+    # -- ReplySink ----------------------------------------------------------------------------
+
+    def post(self, text: str) -> str:
+        if text != self._placeholder:
+            return self._send_message(text)
+        if not self._typed:
+            self._typed = True
+            self._send_typing()
+        ref = f"{_PENDING}{next(self._numbers)}"
+        self._pending.add(ref)
+        return ref
+
+    def update(self, ref: str, text: str) -> None:
+        if ref in self._pending:
+            self._materialize(ref, text)
+            return
+        activity_id = self._ids.get(ref, ref)
+        if self._shown.get(activity_id) == text:
+            return
+        try:
+            self._edit(activity_id, text)
+        except ConnectorRefused as exc:
+            if exc.status != 404:
+                raise
+            # The message is gone (deleted while the answer streamed): go on in a new one.
+            log.warning("message to edit is gone; continuing in a new message")
+            self._ids[ref] = self._send_message(text)
+
+    def finish(self, ref: str, text: str, reply: Reply) -> None:
+        final = with_sources(text, reply.sources)
+        if ref in self._pending:
+            self._materialize(ref, final)
+            return
+        activity_id = self._ids.get(ref, ref)
+        if ref in self._replaced or self._shown.get(activity_id) == final:
+            return
+        try:
+            self._edit(activity_id, final)
+            return
+        except TransientFailure as exc:
+            self._final_failures += 1
+            if self._final_failures < FINAL_EDIT_ATTEMPTS:
+                raise
+            log.warning(
+                "final edit keeps failing; sending the answer as a new message",
+                extra={"status": exc.status},
+            )
+        except (RateLimited, MessageTooLong):
+            raise  # the pacer waits, or splits the text smaller
+        except SinkError as exc:
+            log.warning(
+                "final edit refused; sending the answer as a new message",
+                extra={"cause": exc.cause},
+            )
+        self._ids[ref] = self._send_message(final)
+        self._replaced.add(ref)
+
+    # -- calls ------------------------------------------------------------------------------
+
+    def _materialize(self, ref: str, text: str) -> None:
+        self._ids[ref] = self._send_message(text)
+        self._pending.discard(ref)
+
+    def _send_message(self, text: str) -> str:
+        self._spend()
+        activity_id = self._connector.send(
+            self._reference, _message(text), reply_to_id=self._reply_to_id
+        )
+        if not activity_id:
+            raise SinkError("teams send: the connector returned no activity id")
+        self._shown[activity_id] = text
+        return activity_id
+
+    def _edit(self, activity_id: str, text: str) -> None:
+        self._spend()
+        activity = _message(text)
+        activity.id = activity_id
+        self._connector.update(self._reference, activity)
+        self._shown[activity_id] = text
+
+    def _send_typing(self) -> None:
+        """Best effort: a typing indicator that cannot be sent now is skipped, not waited for;
+        a permanent refusal (403: removed from the team) is raised before the model runs."""
+        if self._budget.take(self._conversation) > 0:
+            return
+        try:
+            self._connector.send(
+                self._reference, Activity(type=ActivityTypes.typing), reply_to_id=self._reply_to_id
+            )
+        except RateLimited as exc:
+            log.info("typing indicator skipped", extra={"retry_after": exc.retry_after})
+
+    def _spend(self) -> None:
+        wait = self._budget.take(self._conversation)
+        if wait > 0:
+            raise RateLimited(wait, "teams per-thread send budget spent")
+
+
+def _message(text: str) -> Activity:
+    return Activity(type=ActivityTypes.message, text=text or " ", text_format="markdown")
+
+
+def with_sources(text: str, sources: tuple[SourceCitation, ...]) -> str:
+    """The answer with its sources as a Markdown list under it, ids as the model cites them."""
+    if not sources:
+        return text
+    lines = [text.rstrip(), "", "**Sources**", ""]
+    for source in sources[:MAX_SOURCES]:
+        label = _plain(source.title + (f", {source.location}" if source.location else ""))
+        if source.url.startswith(("https://", "http://")):
+            label = f"[{label}]({source.url.replace(' ', '%20').replace(')', '%29')})"
+        lines.append(f"- [{_plain(source.source_id)}] {label}")
+    return "\n".join(lines)
+
+
+def _plain(text: str) -> str:
+    """Brackets in a title would close the link text early; parentheses read the same."""
+    return text.replace("[", "(").replace("]", ")")

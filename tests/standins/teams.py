@@ -1,0 +1,731 @@
+"""Local stand-ins for Microsoft Teams: the Bot Framework connector, and the token issuer.
+
+:class:`ConnectorStandIn` is a real HTTP server on 127.0.0.1 that answers the connector REST API
+the way a Teams ``serviceUrl`` does, so botbuilder's real ``BotFrameworkAdapter`` /
+``ConnectorClient`` run unchanged: put :attr:`ConnectorStandIn.service_url` in an activity's
+``serviceUrl`` and nothing else differs. It answers
+
+- ``POST /v3/conversations/{conversationId}/activities`` (send: a new post),
+- ``POST /v3/conversations/{conversationId}/activities/{activityId}`` (reply to an activity),
+- ``PUT  /v3/conversations/{conversationId}/activities/{activityId}`` (update),
+
+with conversation ids URL-encoded as the SDK sends them (they hold ``:`` ``;`` ``@`` ``=``),
+under a path prefix (``/amer/`` by default: real service URLs look like
+``https://smba.trafficmanager.net/amer/``, and the SDK must keep the prefix).
+Every call is recorded (:attr:`ConnectorStandIn.calls`), the current text of each message is
+kept, bodies over :attr:`ConnectorStandIn.max_body_bytes` get 413, an update of an unknown
+activity gets 404, and failures can be scripted per operation (:meth:`ConnectorStandIn.fail`):
+429 with ``Retry-After``, 412, 502, 403, 404, ...
+
+:class:`TokenIssuer` plays the Bot Framework's token service for INBOUND requests: an RSA key
+pair, OpenID metadata and JWKS served on loopback, and tokens minted with PyJWT. The
+``token_issuer`` fixture points botframework-connector's channel validation at it
+(``ChannelValidation.open_id_metadata_endpoint``, the override hook the SDK itself sets from
+``BotOpenIdMetadata``) and empties the SDK's process-wide metadata cache.
+
+For OUTBOUND calls, the ``outbound_token`` fixture replaces
+``MicrosoftAppCredentials.get_access_token`` (where MSAL would ask Entra ID for a token) with a
+dummy token, recording which credentials asked.
+
+The module also builds the activities Teams sends (:func:`personal_message`,
+:func:`channel_message`, :func:`group_message`, :func:`conversation_update`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, unquote
+
+import pytest
+
+TENANT_ID = "tenant-1111"
+APP_ID = "00000000-0000-0000-0000-00000000b0t1"
+BOT_ID = f"28:{APP_ID}"
+BOT_NAME = "Chatbot"
+USER = {"id": "29:1ada", "name": "Ada Lovelace", "aadObjectId": "aad-ada"}
+OTHER_USER = {"id": "29:1alan", "name": "Alan Turing", "aadObjectId": "aad-alan"}
+PERSONAL_CONVERSATION = "a:1personal-chat-with-ada"
+CHANNEL = "19:general0123@thread.tacv2"
+GROUP_CHAT = "19:group-chat-42@thread.v2"
+TEAM = "19:team0123@thread.tacv2"
+BOTFRAMEWORK_ISSUER = "https://api.botframework.com"
+OUTBOUND_TOKEN = "dummy-outbound-token"
+
+MAX_ACTIVITY_BYTES = 28_000  # Teams refuses larger messages with 413
+
+_ids = itertools.count(1)
+
+
+def new_activity_id() -> str:
+    """Ids like Teams' message ids (milliseconds since the epoch, unique in a test run)."""
+    return str(1_780_000_000_000 + next(_ids))
+
+
+# --- activities Teams sends -------------------------------------------------------------------
+
+
+def activity(
+    kind: str,
+    *,
+    service_url: str,
+    conversation: dict[str, Any],
+    text: str | None = None,
+    id: str | None = None,
+    sender: dict[str, Any] | None = None,
+    entities: list[dict[str, Any]] | None = None,
+    channel_data: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": kind,
+        "id": id or new_activity_id(),
+        "timestamp": "2026-11-02T09:30:00.123Z",
+        "localTimestamp": "2026-11-02T10:30:00.123+01:00",
+        "serviceUrl": service_url,
+        "channelId": "msteams",
+        "from": sender or USER,
+        "conversation": conversation,
+        "recipient": {"id": BOT_ID, "name": BOT_NAME},
+        "locale": "en-US",
+        "entities": entities or [],
+        "channelData": {"tenant": {"id": TENANT_ID}} if channel_data is None else channel_data,
+    }
+    if text is not None:
+        body["text"] = text
+        body["textFormat"] = "plain"
+    body.update(extra)
+    return body
+
+
+def mention(mentioned: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """The ``<at>`` markup and the mention entity Teams sends with it."""
+    who = mentioned or {"id": BOT_ID, "name": BOT_NAME}
+    markup = f"<at>{who['name']}</at>"
+    return markup, {"type": "mention", "text": markup, "mentioned": dict(who)}
+
+
+def personal_message(text: str, *, service_url: str, **kw: Any) -> dict[str, Any]:
+    conversation = {
+        "conversationType": "personal",
+        "tenantId": TENANT_ID,
+        "id": kw.pop("conversation_id", PERSONAL_CONVERSATION),
+    }
+    return activity("message", service_url=service_url, conversation=conversation, text=text, **kw)
+
+
+def channel_message(
+    question: str,
+    *,
+    service_url: str,
+    mentioned: bool = True,
+    root: str | None = None,
+    id: str | None = None,
+    **kw: Any,
+) -> dict[str, Any]:
+    """A channel post (``root`` None: a new post, which is its own chain's root) or a reply in
+    the chain started by ``root``; ``mentioned``: with ``<at>Chatbot</at>`` in front."""
+    id = id or new_activity_id()
+    entities = [{"type": "clientInfo", "locale": "en-US", "platform": "Web"}]
+    text = question
+    if mentioned:
+        markup, entity = mention()
+        text = f"{markup} {question}"
+        entities.append(entity)
+    conversation = {
+        "isGroup": True,
+        "conversationType": "channel",
+        "tenantId": TENANT_ID,
+        "id": f"{CHANNEL};messageid={root or id}",
+    }
+    channel_data = {
+        "teamsChannelId": CHANNEL,
+        "teamsTeamId": TEAM,
+        "channel": {"id": CHANNEL},
+        "team": {"id": TEAM},
+        "tenant": {"id": TENANT_ID},
+    }
+    return activity(
+        "message",
+        service_url=service_url,
+        conversation=conversation,
+        text=text,
+        id=id,
+        entities=entities,
+        channel_data=channel_data,
+        **kw,
+    )
+
+
+def group_message(
+    question: str, *, service_url: str, mentioned: bool = True, **kw: Any
+) -> dict[str, Any]:
+    entities = []
+    text = question
+    if mentioned:
+        markup, entity = mention()
+        text = f"{markup} {question}"
+        entities.append(entity)
+    conversation = {
+        "isGroup": True,
+        "conversationType": "groupChat",
+        "tenantId": TENANT_ID,
+        "id": GROUP_CHAT,
+    }
+    return activity(
+        "message",
+        service_url=service_url,
+        conversation=conversation,
+        text=text,
+        entities=entities,
+        **kw,
+    )
+
+
+def conversation_update(
+    *,
+    service_url: str,
+    members_added: list[dict[str, Any]] | None = None,
+    conversation_type: str = "personal",
+    conversation_id: str = PERSONAL_CONVERSATION,
+) -> dict[str, Any]:
+    conversation = {
+        "conversationType": conversation_type,
+        "tenantId": TENANT_ID,
+        "id": conversation_id,
+    }
+    return activity(
+        "conversationUpdate",
+        service_url=service_url,
+        conversation=conversation,
+        membersAdded=members_added if members_added is not None else [{"id": BOT_ID}],
+    )
+
+
+# --- the connector ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConnectorCall:
+    """One connector call as the stand-in saw it (``at`` is ``time.monotonic()`` on arrival;
+    header names lower-cased; ``activity_id`` is the one in the path, if any)."""
+
+    op: str  # "send" | "reply" | "update"
+    method: str
+    path: str
+    conversation_id: str
+    activity_id: str | None
+    activity: dict[str, Any]
+    headers: dict[str, str]
+    at: float
+    status: int = 200
+    response: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def type(self) -> str:
+        return str(self.activity.get("type") or "")
+
+    @property
+    def text(self) -> str:
+        return str(self.activity.get("text") or "")
+
+    @property
+    def authorization(self) -> str | None:
+        return self.headers.get("authorization")
+
+
+@dataclass
+class _Failure:
+    op: str
+    status: int
+    retry_after: str | None
+    remaining: int | None  # None: every matching call
+    when: Callable[[dict[str, Any]], bool] | None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.standin._track(self.connection, add=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.standin._track(self.connection, add=False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: tests read ``calls``."""
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        arrived = time.monotonic()
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        standin = self.server.standin
+        try:
+            status, body, extra = standin._handle(self.command, self.path, headers, raw, arrived)
+        except Exception as exc:  # a stand-in bug: answer, and fail the test later
+            traceback.print_exc()
+            standin.internal_errors.append(f"{self.command} {self.path}: {exc!r}")
+            status, body, extra = 500, {"error": {"code": "StandInBug"}}, {}
+        payload = json.dumps(body).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+        self.wfile.flush()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    standin: Any
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client dropping a pooled connection is normal
+        super().handle_error(request, client_address)
+
+
+class ConnectorStandIn:
+    """A scriptable Bot Framework connector on 127.0.0.1; see the module docstring."""
+
+    def __init__(self, *, host: str = "127.0.0.1", prefix: str = "/amer/") -> None:
+        self.max_body_bytes = MAX_ACTIVITY_BYTES
+        self.internal_errors: list[str] = []
+        self._host = host
+        self._prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._calls: list[ConnectorCall] = []
+        self._failures: list[_Failure] = []
+        self._messages: dict[str, dict[str, Any]] = {}  # activity id → the message as shown
+        self._order: list[str] = []
+        self._ids = itertools.count(1)
+        self._connections: set[socket.socket] = set()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # lifecycle
+
+    def start(self) -> ConnectorStandIn:
+        if self._server is None:
+            server = _Server((self._host, 0), _Handler)
+            server.standin = self
+            self._server = server
+            self._thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                daemon=True,
+                name="teams-connector-standin",
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> ConnectorStandIn:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def service_url(self) -> str:
+        """What goes in an activity's ``serviceUrl`` (with a trailing slash, like Teams')."""
+        if self._server is None:
+            raise RuntimeError("the connector stand-in is not running")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}{self._prefix}"
+
+    # scripting
+
+    def fail(
+        self,
+        op: str,
+        status: int,
+        *,
+        retry_after: float | str | None = None,
+        times: int | None = 1,
+        when: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> None:
+        """The next ``times`` calls of ``op`` ("send", "reply", "update"; None times: all of
+        them) whose activity matches ``when`` answer ``status`` (with ``Retry-After``)."""
+        if op not in ("send", "reply", "update"):
+            raise ValueError(f"unknown operation {op!r}")
+        after = None if retry_after is None else str(retry_after)
+        with self._lock:
+            self._failures.append(_Failure(op, status, after, times, when))
+
+    # reading
+
+    @property
+    def calls(self) -> list[ConnectorCall]:
+        with self._lock:
+            return list(self._calls)
+
+    def calls_to(self, *ops: str, type: str | None = None) -> list[ConnectorCall]:
+        return [c for c in self.calls if c.op in ops and (type is None or c.type == type)]
+
+    def messages(self, conversation_id: str | None = None) -> list[dict[str, Any]]:
+        """The bot's messages as they now show, oldest first (optionally of one conversation,
+        given as sent, with or without a ``;messageid=`` suffix)."""
+        with self._lock:
+            found = [self._messages[i] for i in self._order]
+        if conversation_id is not None:
+            found = [m for m in found if m["conversation"]["id"] == conversation_id]
+        return [json.loads(json.dumps(m)) for m in found]
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+        return True
+
+    # the server side (called from handler threads)
+
+    def _track(self, conn: socket.socket, *, add: bool) -> None:
+        with self._lock:
+            if add:
+                self._connections.add(conn)
+            else:
+                self._connections.discard(conn)
+
+    def _handle(
+        self, method: str, raw_path: str, headers: dict[str, str], raw: bytes, arrived: float
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        path = raw_path.split("?", 1)[0]
+        route = self._route(method, path)
+        if route is None:
+            return 404, {"error": {"code": "NotFound", "message": f"{method} {path}"}}, {}
+        op, conversation_id, activity_id = route
+        try:
+            body = json.loads(raw.decode("utf-8")) if raw else {}
+        except ValueError:
+            body = {}
+        with self._changed:
+            status, response, extra = self._answer(op, conversation_id, activity_id, body, raw)
+            self._calls.append(
+                ConnectorCall(
+                    op=op,
+                    method=method,
+                    path=path,
+                    conversation_id=conversation_id,
+                    activity_id=activity_id,
+                    activity=body if isinstance(body, dict) else {},
+                    headers=headers,
+                    at=arrived,
+                    status=status,
+                    response=response,
+                )
+            )
+            self._changed.notify_all()
+        return status, response, extra
+
+    def _route(self, method: str, path: str) -> tuple[str, str, str | None] | None:
+        if not path.startswith(self._prefix + "v3/conversations/"):
+            return None
+        # Split the raw path before decoding: the ids are URL-encoded and may hold '/'.
+        parts = path[len(self._prefix + "v3/conversations/") :].split("/")
+        if len(parts) == 2 and parts[1] == "activities" and method == "POST":
+            return "send", unquote(parts[0]), None
+        if len(parts) == 3 and parts[1] == "activities" and parts[2]:
+            if method == "POST":
+                return "reply", unquote(parts[0]), unquote(parts[2])
+            if method == "PUT":
+                return "update", unquote(parts[0]), unquote(parts[2])
+        return None
+
+    def _answer(
+        self,
+        op: str,
+        conversation_id: str,
+        activity_id: str | None,
+        body: Any,
+        raw: bytes,
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        failure = self._scripted(op, body)
+        if failure is not None:
+            extra = {"Retry-After": failure.retry_after} if failure.retry_after else {}
+            code = {429: "Throttled", 412: "PreconditionFailed", 403: "BotNotInConversationRoster"}
+            error = {"code": code.get(failure.status, "ServiceError"), "message": "scripted"}
+            return failure.status, {"error": error}, extra
+        if not isinstance(body, dict) or not body.get("type"):
+            return 400, {"error": {"code": "BadArgument", "message": "no activity type"}}, {}
+        if len(raw) > self.max_body_bytes:
+            return 413, {"error": {"code": "MessageSizeTooBig", "message": "too big"}}, {}
+        conversation = body.get("conversation") or {}
+        if conversation.get("id") != conversation_id:
+            return 400, {"error": {"code": "BadArgument", "message": "conversation mismatch"}}, {}
+        if op == "update":
+            assert activity_id is not None
+            shown = self._messages.get(activity_id)
+            if shown is None or shown["conversation"]["id"] != conversation_id:
+                return 404, {"error": {"code": "ActivityNotFound", "message": activity_id}}, {}
+            shown["text"] = body.get("text")
+            shown["textFormat"] = body.get("textFormat")
+            shown["edits"] = shown.get("edits", 0) + 1
+            return 200, {"id": activity_id}, {}
+        if body["type"] != "message":
+            return 200, {}, {}  # typing and other non-message activities are not kept
+        new_id = str(1_790_000_000_000 + next(self._ids))
+        self._messages[new_id] = {
+            "id": new_id,
+            "type": "message",
+            "text": body.get("text"),
+            "textFormat": body.get("textFormat"),
+            "conversation": {"id": conversation_id},
+            "replyToId": body.get("replyToId"),
+            "from": body.get("from"),
+            "edits": 0,
+        }
+        self._order.append(new_id)
+        return 201, {"id": new_id}, {}
+
+    def _scripted(self, op: str, body: Any) -> _Failure | None:
+        for failure in self._failures:
+            if failure.op != op or failure.remaining == 0:
+                continue
+            activity = body if isinstance(body, dict) else {}
+            if failure.when is not None and not failure.when(activity):
+                continue
+            if failure.remaining is not None:
+                failure.remaining -= 1
+            return failure
+        return None
+
+
+# --- the token issuer (inbound auth) ------------------------------------------------------------
+
+_KEYS: dict[str, Any] = {}
+
+
+def _rsa_key(name: str) -> Any:
+    """RSA keys are slow to make (~0.1 s); one per name per test run."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    if name not in _KEYS:
+        _KEYS[name] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return _KEYS[name]
+
+
+class _IssuerHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+    def do_GET(self) -> None:
+        issuer: TokenIssuer = self.server.standin
+        body = issuer._document(self.path.split("?", 1)[0])
+        payload = json.dumps(body or {"error": "not found"}).encode()
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+class TokenIssuer:
+    """The Bot Framework's token service for inbound requests; see the module docstring."""
+
+    key_id = "standin-signing-key"
+
+    def __init__(self, *, endorsements: tuple[str, ...] = ("msteams", "emulator")) -> None:
+        self.endorsements = list(endorsements)
+        self.fetches: list[str] = []
+        self._key = _rsa_key("issuer")
+        self._server: _Server | None = None
+
+    def start(self) -> TokenIssuer:
+        if self._server is None:
+            self._server = _Server(("127.0.0.1", 0), _IssuerHandler)
+            self._server.standin = self
+            threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                daemon=True,
+                name="teams-token-issuer",
+            ).start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "the token issuer is not running"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def metadata_url(self) -> str:
+        return f"{self.url}/v1/.well-known/openidconfiguration"
+
+    def _document(self, path: str) -> dict[str, Any] | None:
+        import jwt
+
+        self.fetches.append(path)
+        if path == "/v1/.well-known/openidconfiguration":
+            return {
+                "issuer": BOTFRAMEWORK_ISSUER,
+                "authorization_endpoint": "https://invalid.example/v1/auth",
+                "jwks_uri": f"{self.url}/v1/.well-known/keys",
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            }
+        if path == "/v1/.well-known/keys":
+            jwk = jwt.algorithms.RSAAlgorithm.to_jwk(self._key.public_key(), as_dict=True)
+            jwk.update({"kid": self.key_id, "use": "sig", "endorsements": self.endorsements})
+            return {"keys": [jwk]}
+        return None
+
+    def token(
+        self,
+        *,
+        service_url: str,
+        audience: str = APP_ID,
+        issuer: str = BOTFRAMEWORK_ISSUER,
+        expires_in: float = 3600,
+        signing_key: Any = None,
+        key_id: str | None = None,
+        **claims: Any,
+    ) -> str:
+        """A channel → bot token as the Bot Framework mints it; ``expires_in`` may be negative."""
+        import jwt
+
+        now = int(time.time())
+        payload = {
+            "serviceurl": service_url,
+            "nbf": now - 60,
+            "iat": now - 60,
+            "exp": int(now + expires_in),
+            "iss": issuer,
+            "aud": audience,
+            **claims,
+        }
+        return jwt.encode(
+            payload,
+            signing_key or self._key,
+            algorithm="RS256",
+            headers={"kid": key_id or self.key_id},
+        )
+
+    @staticmethod
+    def forged_key() -> Any:
+        """A key the issuer never published: a token signed with it must be refused."""
+        return _rsa_key("forger")
+
+
+@dataclass
+class OutboundTokens:
+    """What ``MicrosoftAppCredentials.get_access_token`` was asked for."""
+
+    token: str = OUTBOUND_TOKEN
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def teams_connector() -> Iterator[ConnectorStandIn]:
+    with ConnectorStandIn() as standin:
+        yield standin
+    if standin.internal_errors:
+        pytest.fail(f"the connector stand-in itself failed: {standin.internal_errors}")
+
+
+@pytest.fixture
+def token_issuer(monkeypatch: pytest.MonkeyPatch) -> Iterator[TokenIssuer]:
+    """A running issuer, with botframework-connector's channel validation pointed at it."""
+    from botframework.connector.auth import ChannelValidation, JwtTokenExtractor
+
+    issuer = TokenIssuer().start()
+    monkeypatch.setattr(ChannelValidation, "open_id_metadata_endpoint", issuer.metadata_url)
+    monkeypatch.setattr(JwtTokenExtractor, "metadataCache", {})
+    yield issuer
+    issuer.stop()
+
+
+@pytest.fixture
+def outbound_token(monkeypatch: pytest.MonkeyPatch) -> OutboundTokens:
+    """Outbound credentials get a dummy token instead of asking Entra ID through MSAL."""
+    from botframework.connector.auth import MicrosoftAppCredentials
+
+    record = OutboundTokens()
+
+    def get_access_token(self: Any, force_refresh: bool = False) -> str:
+        record.requests.append(
+            {
+                "credentials": id(self),
+                "app_id": self.microsoft_app_id,
+                "authority": self.oauth_endpoint,
+                "scope": self.oauth_scope,
+            }
+        )
+        return record.token
+
+    monkeypatch.setattr(MicrosoftAppCredentials, "get_access_token", get_access_token)
+    return record
+
+
+def encoded(conversation_id: str) -> str:
+    """A conversation id as it appears in a connector path."""
+    return quote(conversation_id, safe="")
