@@ -213,9 +213,9 @@ class _Run:
         if note:
             decorated = f"⚠️ {note}" if error else note
             self.text = f"{answer.rstrip()}\n\n{decorated}" if answer.strip() else decorated
-        reply = Reply(
-            text=answer, sources=self.sources, complete=not error and end is not None, error=error
-        )
+        # Only what the answer cites: a source list must never imply support it does not give.
+        cited = tuple(src for src in self.sources if f"[{src.source_id}]" in answer)
+        reply = Reply(text=answer, sources=cited, complete=not error and end is not None, error=error)
         try:
             self._finish(reply)
         except SinkError as exc:
