@@ -17,6 +17,7 @@ BENCHMARKS: list[str] = [
     "bench.core_overhead",
     "bench.slack_ingress",
     "bench.extraction",
+    "bench.retrieval",
 ]
 
 

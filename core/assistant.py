@@ -34,10 +34,19 @@ TOO_LONG = (
 )
 
 
+NO_MATCHING_FILES = (
+    "Files have been shared in this conversation, but no passage of them matched this question. "
+    "If the question is about those files, say you found nothing relevant in the shared files; "
+    "do not cite any source."
+)
+
+
 class Retriever(Protocol):
     """Finds passages from the files shared where a conversation lives (its channel scope)."""
 
     def retrieve(self, key: ConversationKey, query: str) -> Sequence[Passage]: ...
+
+    def has_files(self, key: ConversationKey) -> bool: ...
 
 
 class Assistant:
@@ -88,6 +97,7 @@ class Assistant:
         question = replace(turn, text=text, role=Role.USER)
         history = self._load_history(question.key)
         passages = self._retrieve(question.key, text)
+        notes = (NO_MATCHING_FILES,) if not passages and self._has_files(question.key) else ()
         prompt = build_prompt(
             system_prompt=self._settings.system_prompt,
             question=question,
@@ -95,6 +105,7 @@ class Assistant:
             passages=passages,
             token_budget=self._settings.context_token_budget,
             inference=self._inference,
+            notes=notes,
         )
         log.info(
             "answering",
@@ -150,6 +161,17 @@ class Assistant:
         except StoreError as exc:
             log.warning("retrieval failed; answering without files", extra={"cause": exc.cause})
             return ()
+        except Exception:  # retrieval only enriches: a bug there must not silence the answer
+            log.exception("retrieval raised unexpectedly; answering without files")
+            return ()
+
+    def _has_files(self, key: ConversationKey) -> bool:
+        if self._retriever is None:
+            return False
+        try:
+            return self._retriever.has_files(key)
+        except StoreError:
+            return False
 
     def _record(self, question: Turn, reply: Reply) -> None:
         turns = [question]

@@ -59,6 +59,12 @@ class Settings:
     # Replies.
     edit_interval_seconds: float = 1.0
     slack_edits_per_minute: int = 45
+    # Shared files.
+    max_file_mb: int = 25
+    files_bucket: str = ""
+    vector_bucket: str = ""
+    vector_index: str = "chatbot-chunks"
+    knowledge_table: str = "chatbot-knowledge"
     # AWS hosts.
     queue_url: str = ""
     idempotency_table: str = "chatbot-idempotency"
@@ -104,6 +110,8 @@ class Settings:
             raise ConfigError("CHATBOT_EDIT_INTERVAL_SECONDS must be positive")
         if self.context_token_budget < 500:
             raise ConfigError("CHATBOT_CONTEXT_TOKEN_BUDGET must be at least 500")
+        if self.max_file_mb < 1:
+            raise ConfigError("CHATBOT_MAX_FILE_MB must be at least 1")
         if self.slack_edits_per_minute < 1:
             raise ConfigError("CHATBOT_SLACK_EDITS_PER_MINUTE must be at least 1")
         if not self.slack_api_url.endswith("/"):
@@ -140,6 +148,11 @@ _ENV: dict[str, str] = {
     "history_max_turns": "CHATBOT_HISTORY_MAX_TURNS",
     "edit_interval_seconds": "CHATBOT_EDIT_INTERVAL_SECONDS",
     "slack_edits_per_minute": "CHATBOT_SLACK_EDITS_PER_MINUTE",
+    "max_file_mb": "CHATBOT_MAX_FILE_MB",
+    "files_bucket": "CHATBOT_FILES_BUCKET",
+    "vector_bucket": "CHATBOT_VECTOR_BUCKET",
+    "vector_index": "CHATBOT_VECTOR_INDEX",
+    "knowledge_table": "CHATBOT_KNOWLEDGE_TABLE",
     "queue_url": "CHATBOT_QUEUE_URL",
     "idempotency_table": "CHATBOT_IDEMPOTENCY_TABLE",
     "secret_id": "CHATBOT_SECRET_ID",

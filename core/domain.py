@@ -50,7 +50,8 @@ class FileRef:
     name: str
     mime_type: str = ""
     size: int = 0
-    url: str = ""
+    url: str = ""  # where the worker downloads it (with the bot's credentials)
+    permalink: str = ""  # where a person opens it: what citations link to
 
 
 @dataclass(frozen=True, slots=True)

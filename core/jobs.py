@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from core.domain import ConversationKey, FileRef, Role, Turn
@@ -72,16 +72,7 @@ def turn_to_payload(turn: Turn) -> dict[str, Any]:
         "user_name": turn.user_name,
         "text": turn.text,
         "created_at": turn.created_at,
-        "files": [
-            {
-                "file_id": f.file_id,
-                "name": f.name,
-                "mime_type": f.mime_type,
-                "size": f.size,
-                "url": f.url,
-            }
-            for f in turn.files
-        ],
+        "files": [asdict(f) for f in turn.files],
     }
 
 

@@ -215,7 +215,9 @@ class _Run:
             self.text = f"{answer.rstrip()}\n\n{decorated}" if answer.strip() else decorated
         # Only what the answer cites: a source list must never imply support it does not give.
         cited = tuple(src for src in self.sources if f"[{src.source_id}]" in answer)
-        reply = Reply(text=answer, sources=cited, complete=not error and end is not None, error=error)
+        reply = Reply(
+            text=answer, sources=cited, complete=not error and end is not None, error=error
+        )
         try:
             self._finish(reply)
         except SinkError as exc:

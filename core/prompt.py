@@ -77,6 +77,7 @@ def build_prompt(
     passages: Sequence[Passage],
     token_budget: int,
     inference: InferenceSettings,
+    notes: Sequence[str] = (),
 ) -> Prompt:
     """Assemble the prompt within ``token_budget`` (estimated tokens, system prompt included).
 
@@ -108,6 +109,8 @@ def build_prompt(
     final_text = fence_user_text(question.text, _author(question))
     if kept_passages:
         final_text = fence_passages(kept_passages) + "\n\n" + final_text
+    if notes:  # our own words, not a person's: outside the fences
+        final_text = "\n".join(f"<note>{note}</note>" for note in notes) + "\n\n" + final_text
 
     messages = _alternate(
         [_history_message(t) for t in kept_history] + [PromptMessage(Role.USER, final_text)]

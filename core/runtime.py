@@ -8,11 +8,16 @@ message. Backends are imported lazily so the offline path never pays for boto3.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from core.assistant import Assistant, Retriever
 from core.config import Settings
 from core.domain import Reply, Turn
+from core.files.ingest import FileIndexer
+from core.files.raw import RawFileStore
 from core.history.base import HistoryStore
+from core.knowledge.base import KnowledgeStore
+from core.knowledge.retriever import KnowledgeRetriever
 from core.models.base import ChatModel
 
 
@@ -44,6 +49,43 @@ def build_model(settings: Settings) -> ChatModel:
     from core.models.offline import OfflineExtractiveModel
 
     return OfflineExtractiveModel()
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """Shared-file knowledge for one process: the store, what indexes into it, what reads it."""
+
+    store: KnowledgeStore
+    indexer: FileIndexer
+    retriever: KnowledgeRetriever
+
+
+def build_knowledge(settings: Settings) -> Knowledge:
+    embedder = None
+    if settings.bedrock_embedding_model_id:
+        from core.knowledge.embeddings import TitanEmbedder
+
+        embedder = TitanEmbedder(
+            model_id=settings.bedrock_embedding_model_id, region=settings.aws_region
+        )
+    store: KnowledgeStore
+    raw: RawFileStore
+    if settings.store == "dynamodb":
+        from core.files.raw import S3RawFileStore
+        from core.knowledge.s3vectors import build_s3vectors_store
+
+        store = build_s3vectors_store(settings)
+        raw = S3RawFileStore(settings.files_bucket, region=settings.aws_region)
+    else:
+        from core.files.raw import LocalRawFileStore
+        from core.knowledge.sqlite import SqliteKnowledgeStore
+
+        store = SqliteKnowledgeStore(settings.data_dir / "knowledge.sqlite3")
+        raw = LocalRawFileStore(settings.data_dir)
+    indexer = FileIndexer(
+        store, raw=raw, embedder=embedder, max_bytes=settings.max_file_mb * 1024 * 1024
+    )
+    return Knowledge(store, indexer, KnowledgeRetriever(store, embedder=embedder))
 
 
 def build_assistant(

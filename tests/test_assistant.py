@@ -250,3 +250,20 @@ def test_settings_reach_the_model_request(tmp_path: Path, store: SqliteHistorySt
     prompt = model.prompts[0]
     assert prompt.inference.temperature == 0.1 and prompt.inference.max_tokens == 321
     assert prompt.system == "You are a test system prompt."
+
+
+class BrokenRetriever:
+    def retrieve(self, key: ConversationKey, query: str) -> list[Passage]:
+        raise AttributeError("a bug in retrieval")
+
+    def has_files(self, key: ConversationKey) -> bool:
+        return False
+
+
+def test_a_bug_in_retrieval_never_silences_the_answer(
+    settings: Settings, store: SqliteHistoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = RecordingSink()
+    reply = make(settings, store, echo_model(), BrokenRetriever()).answer(turn("hi"), sink)
+    assert reply.complete and sink.messages["m0"] == "You asked: hi"
+    assert any(r.getMessage().startswith("retrieval raised") for r in caplog.records)

@@ -21,6 +21,7 @@ from core.history.sqlite import SqliteHistoryStore
 from core.models.base import ModelEvent
 from core.pacer import PLACEHOLDER
 from core.prompt import Prompt
+from core.runtime import build_knowledge
 from tests import slack_requests as sr
 from tests.fakes import ScriptedModel, timed_stream
 from tests.standins.slack import SlackStandIn
@@ -65,10 +66,14 @@ def build_harness(standin: SlackStandIn, tmp_path: Path, data: str = "data") -> 
     )
     harness_ref: dict[str, Harness] = {}
     model = ScriptedModel(lambda p: harness_ref["h"].answer(p))
+    knowledge = build_knowledge(settings)
     assistant = Assistant(
-        settings=settings, history=SqliteHistoryStore(settings.data_dir / "h.sqlite3"), model=model
+        settings=settings,
+        history=SqliteHistoryStore(settings.data_dir / "h.sqlite3"),
+        model=model,
+        retriever=knowledge.retriever,
     )
-    app = build_local_app(settings, assistant=assistant)
+    app = build_local_app(settings, assistant=assistant, knowledge=knowledge)
     server = LocalServer(("127.0.0.1", 0), app.routes)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     harness = Harness(standin, app, server, model, default_answer)

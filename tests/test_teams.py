@@ -29,6 +29,7 @@ from core.jobs import Job, JobRouter
 from core.models.base import ModelEvent
 from core.pacer import PLACEHOLDER
 from core.prompt import Prompt
+from core.runtime import build_knowledge
 from tests.fakes import ScriptedModel, timed_stream
 from tests.standins import teams as tm
 from tests.standins.teams import ConnectorStandIn, OutboundTokens, TokenIssuer
@@ -79,8 +80,12 @@ def build_harness(connector: ConnectorStandIn, tmp_path: Path, **settings: Any) 
     config = Settings(data_dir=tmp_path / "data", edit_interval_seconds=0.05, **settings)
     holder: dict[str, Harness] = {}
     model = ScriptedModel(lambda p: holder["h"].answer(p))
+    knowledge = build_knowledge(config)
     assistant = Assistant(
-        settings=config, history=SqliteHistoryStore(config.data_dir / "h.sqlite3"), model=model
+        settings=config,
+        history=SqliteHistoryStore(config.data_dir / "h.sqlite3"),
+        model=model,
+        retriever=knowledge.retriever,
     )
     jobs = JobRouter()
     queue = InProcessQueue(DedupedHandler(jobs.handle, build_persistence(config)))
@@ -92,7 +97,7 @@ def build_harness(connector: ConnectorStandIn, tmp_path: Path, **settings: Any) 
 
     routes = Routes()
     install_ingress(routes, enqueue, config, allow_unauthenticated=True)
-    install_worker(jobs, assistant, config)
+    install_worker(jobs, assistant, config, knowledge.indexer)
     server = LocalServer(("127.0.0.1", 0), routes)
     threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

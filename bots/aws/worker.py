@@ -23,7 +23,7 @@ from core.dedupe import DedupedHandler, build_persistence
 from core.domain import Reply, Turn
 from core.jobs import JobRouter, job_from_json
 from core.observability import configure_logging
-from core.runtime import build_assistant
+from core.runtime import build_assistant, build_knowledge
 
 log = logging.getLogger(__name__)
 metrics = Metrics()
@@ -39,18 +39,19 @@ def count_reply(turn: Turn, reply: Reply) -> None:
 
 def build_handler() -> DedupedHandler:
     settings = load_aws_settings()
-    assistant = build_assistant(settings, on_reply=count_reply)
+    knowledge = build_knowledge(settings)
+    assistant = build_assistant(settings, retriever=knowledge.retriever, on_reply=count_reply)
     router = JobRouter()
     if settings.slack_bot_token:
         from bots.slack.worker import install_worker
 
-        install_worker(router, assistant, settings)
+        install_worker(router, assistant, settings, knowledge.indexer)
     if settings.microsoft_app_id:
         from bots.teams.auth import require_credentials
         from bots.teams.worker import install_worker as install_teams_worker
 
         require_credentials(settings)  # never reply unauthenticated from AWS
-        install_teams_worker(router, assistant, settings)
+        install_teams_worker(router, assistant, settings, knowledge.indexer)
     return DedupedHandler(router.handle, build_persistence(settings))
 
 

@@ -18,7 +18,7 @@ from core.assistant import Assistant
 from core.config import Settings
 from core.dedupe import DedupedHandler, build_persistence
 from core.jobs import JobRouter
-from core.runtime import build_assistant
+from core.runtime import Knowledge, build_assistant, build_knowledge
 
 SLACK_NOT_CONFIGURED = "Slack is not configured: set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN"
 
@@ -41,9 +41,11 @@ def build_local_app(
     settings: Settings,
     *,
     assistant: Assistant | None = None,
+    knowledge: Knowledge | None = None,
     persistence: BasePersistenceLayer | None = None,
 ) -> LocalApp:
-    assistant = assistant or build_assistant(settings)
+    knowledge = knowledge or build_knowledge(settings)
+    assistant = assistant or build_assistant(settings, retriever=knowledge.retriever)
     routes = Routes()
     jobs = JobRouter()
     deduped = DedupedHandler(jobs.handle, persistence or build_persistence(settings))
@@ -73,7 +75,7 @@ def build_local_app(
         routes.add(
             "POST", "/slack/events", slack_route(app.slack_app, settings.slack_signing_secret)
         )
-        install_worker(jobs, assistant, settings)
+        install_worker(jobs, assistant, settings, knowledge.indexer)
     else:
         routes.add("POST", "/slack/events", lambda _: HttpResponse.error(503, SLACK_NOT_CONFIGURED))
 
@@ -83,5 +85,5 @@ def build_local_app(
     # With no MICROSOFT_APP_ID the local host (and only it) takes unauthenticated activities,
     # which is what the Bot Framework Emulator and local tests send.
     install_teams_ingress(routes, queue.enqueue, settings, allow_unauthenticated=True)
-    install_teams_worker(jobs, assistant, settings)
+    install_teams_worker(jobs, assistant, settings, knowledge.indexer)
     return app

@@ -100,4 +100,5 @@ def _file(data: Mapping[str, Any]) -> FileRef:
         mime_type=str(data.get("mimetype") or ""),
         size=int(data.get("size") or 0),
         url=str(data.get("url_private_download") or data.get("url_private") or ""),
+        permalink=str(data.get("permalink") or ""),
     )

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -23,12 +24,15 @@ from slack_sdk.signature import SignatureVerifier
 
 from bots.http import HttpRequest, HttpResponse, Route
 from bots.slack.events import from_event
+from bots.slack.files import file_removal, shared_files
 from core.config import Settings
 from core.jobs import Job, turn_to_payload
 
 log = logging.getLogger(__name__)
 
 SLACK_MESSAGE = "slack.message"
+SLACK_FILE = "slack.file"
+SLACK_FILE_REMOVED = "slack.file_removed"
 SUMMARIZE_NOT_READY = (
     "Summaries are not available yet in this version of the assistant. "
     "Mention me with a question instead."
@@ -56,9 +60,25 @@ def build_bolt_app(settings: Settings, enqueue: Callable[[Job], None]) -> App:
 
     def on_message_event(body: dict[str, Any], ack: Ack) -> None:
         ack()
+        # Files first: in the same conversation group, so a question asked with the file is
+        # answered after the file is read.
+        for shared in shared_files(body):
+            payload = {
+                "file": asdict(shared.file),
+                "key": [
+                    shared.key.platform,
+                    shared.key.workspace,
+                    shared.key.channel,
+                    shared.key.thread,
+                ],
+                "channel": shared.channel,
+                "thread_ts": shared.thread_ts,
+            }
+            dedupe = f"slack-file:{shared.key.workspace}:{shared.ts}:{shared.file.file_id}"
+            enqueue(Job(SLACK_FILE, shared.key.id, dedupe, payload))
         slack_turn = from_event(body)
-        if slack_turn is None:
-            return
+        if slack_turn is None or (slack_turn.turn.files and not slack_turn.turn.text):
+            return  # nothing asked: a file alone gets its "ready" line from the file job
         payload = {
             "turn": turn_to_payload(slack_turn.turn),
             "channel": slack_turn.channel,
@@ -74,11 +94,28 @@ def build_bolt_app(settings: Settings, enqueue: Callable[[Job], None]) -> App:
     def acknowledge(ack: Ack) -> None:
         ack()
 
+    def on_file_removed(body: dict[str, Any], ack: Ack) -> None:
+        ack()
+        removal = file_removal(body)
+        if removal is None:
+            return
+        payload = {
+            "platform_workspace": removal.platform_workspace,
+            "file_id": removal.file_id,
+            "channel": removal.channel,
+        }
+        group = f"{removal.platform_workspace}#file#{removal.file_id}"
+        enqueue(
+            Job(SLACK_FILE_REMOVED, group, f"slack-file-removed:{body.get('event_id')}", payload)
+        )
+
     def summarize_not_ready(ack: Ack) -> None:
         ack(response_type="ephemeral", text=SUMMARIZE_NOT_READY)
 
     app.event("app_mention")(on_message_event)
     app.event("message")(on_message_event)
+    app.event("file_deleted")(on_file_removed)
+    app.event("file_unshared")(on_file_removed)
     app.event(re.compile(".*"))(acknowledge)  # any other event: acknowledged and ignored
     app.command("/summarize")(summarize_not_ready)
     app.shortcut("summarize_thread")(summarize_not_ready)

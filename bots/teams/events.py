@@ -30,7 +30,7 @@ from typing import Any
 from botbuilder.core import TurnContext
 from botbuilder.schema import Activity, ActivityTypes, ConversationReference
 
-from core.domain import ConversationKey, Role, Turn
+from core.domain import ConversationKey, FileRef, Role, Turn
 
 PLATFORM = "teams"
 NO_TENANT = "no-tenant"  # the Emulator and unauthenticated local use send no tenant
@@ -137,6 +137,7 @@ def from_activity(activity: Activity) -> TeamsEvent:
         user_name=str(sender.name or ""),
         text=text,
         created_at=activity.timestamp.timestamp() if activity.timestamp else time.time(),
+        files=uploaded_files(activity),
     )
     action = Action.SUMMARIZE if _SUMMARIZE.match(text) else Action.ANSWER
     return TeamsEvent(
@@ -237,3 +238,32 @@ def strip_bot_mentions(activity: Activity) -> str:
 def normalize(text: str) -> str:
     lines = (_BLANKS.sub(" ", line).strip() for line in text.replace("&nbsp;", " ").splitlines())
     return "\n".join(lines).strip()
+
+
+FILE_DOWNLOAD_INFO = "application/vnd.microsoft.teams.file.download.info"
+
+
+def uploaded_files(activity: Activity) -> tuple[FileRef, ...]:
+    """Files a person uploaded in a personal chat: Teams sends each as an attachment carrying a
+    short-lived, pre-authorised ``downloadUrl`` (no bot credentials are sent to fetch it)."""
+    files = []
+    for attachment in activity.attachments or ():
+        if attachment.content_type != FILE_DOWNLOAD_INFO or not isinstance(
+            attachment.content, dict
+        ):
+            continue
+        content = attachment.content
+        url = str(content.get("downloadUrl") or "")
+        if not url:
+            continue
+        name = str(attachment.name or content.get("uniqueId") or "file")
+        file_type = str(content.get("fileType") or "")
+        files.append(
+            FileRef(
+                file_id=str(content.get("uniqueId") or name),
+                name=name if "." in name or not file_type else f"{name}.{file_type}",
+                url=url,
+                permalink=str(attachment.content_url or ""),
+            )
+        )
+    return tuple(files)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import asdict, astuple
 from typing import Any
 
 from botbuilder.schema import Activity
@@ -33,6 +34,7 @@ MESSAGES_PATH = "/api/messages"
 TEAMS_MESSAGE = "teams.message"
 TEAMS_WELCOME = "teams.welcome"
 TEAMS_SUMMARIZE = "teams.summarize"
+TEAMS_FILE = "teams.file"
 _JOB_KINDS = {
     Action.ANSWER: TEAMS_MESSAGE,
     Action.WELCOME: TEAMS_WELCOME,
@@ -72,12 +74,15 @@ def teams_route(
         if event.action is Action.IGNORE:
             log.debug("teams activity ignored", extra={"reason": event.reason})
             return HttpResponse(200)
-        job = to_job(event)
-        enqueue(job)
-        log.info(
-            "teams activity enqueued",
-            extra={"activity_id": activity.id, "job_id": job.dedupe_id, "job_kind": job.kind},
-        )
+        jobs = file_jobs(event)  # first: a question sent with a file is answered after reading it
+        if not (event.turn is not None and event.turn.files and not event.turn.text):
+            jobs.append(to_job(event))
+        for job in jobs:
+            enqueue(job)
+            log.info(
+                "teams activity enqueued",
+                extra={"activity_id": activity.id, "job_id": job.dedupe_id, "job_kind": job.kind},
+            )
         return HttpResponse(202)
 
     return route
@@ -121,3 +126,17 @@ def to_job(event: TeamsEvent) -> Job:
     if event.turn is not None:
         payload["turn"] = turn_to_payload(event.turn)
     return Job(_JOB_KINDS[event.action], event.key.id, event.dedupe_id, payload)
+
+
+def file_jobs(event: TeamsEvent) -> list[Job]:
+    if event.turn is None or event.key is None or event.reply is None:
+        return []
+    return [
+        Job(
+            TEAMS_FILE,
+            event.key.id,
+            f"{event.dedupe_id}:file:{file.file_id}",
+            {**event.reply.to_payload(), "file": asdict(file), "key": list(astuple(event.key))},
+        )
+        for file in event.turn.files
+    ]
