@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,21 @@ import pytest
 from cfnlint.api import lint_file
 from cfnlint.decode import decode
 
-from core.config import ENVIRONMENT_NAMES
+from core.config import ENVIRONMENT_NAMES, Settings
+from core.errors import ModelError
+from core.files.raw import S3RawFileStore, raw_key
 from core.history.dynamodb import TTL_ATTRIBUTE, USER_INDEX, table_definition
+from core.knowledge.base import FileRecord, StoredChunk
+from core.knowledge.embeddings import TITAN_V2_DIMENSIONS, TitanEmbedder
+from core.knowledge.s3vectors import (
+    FILE_INDEX,
+    DynamoDbFileRecords,
+    FileRecords,
+    IndexedFile,
+    S3VectorsKnowledgeStore,
+    index_definition,
+    records_table_definition,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "infra" / "template.yaml"
@@ -30,6 +44,14 @@ CREDENTIAL_NAMES = {
     "MICROSOFT_APP_TYPE",
 }
 READ_ONLY_VERBS = ("Get", "List", "Describe")
+FILE_SETTINGS = {
+    "CHATBOT_FILES_BUCKET",
+    "CHATBOT_VECTOR_BUCKET",
+    "CHATBOT_VECTOR_INDEX",
+    "CHATBOT_KNOWLEDGE_TABLE",
+    "BEDROCK_EMBEDDING_MODEL_ID",
+    "CHATBOT_MAX_FILE_MB",
+}
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +79,7 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def resolve(node: Any, params: dict[str, str]) -> Any:
+def resolve(node: Any, params: dict[str, Any]) -> Any:
     """Just enough of CloudFormation's intrinsic functions to read the IAM ARNs back."""
     if isinstance(node, list):
         return [resolve(n, params) for n in node]
@@ -66,6 +88,8 @@ def resolve(node: Any, params: dict[str, str]) -> Any:
     ((name, arg),) = node.items()
     if name == "Ref":
         return params[arg]
+    if name == "Fn::GetAtt":
+        return params[".".join(arg)]
     if name == "Fn::Join":
         return arg[0].join(resolve(part, params) for part in arg[1])
     if name == "Fn::Select":
@@ -84,6 +108,60 @@ PSEUDO = {
     "AWS::Region": "eu-west-1",
     "AWS::AccountId": "123456789012",
 }
+
+
+def defaults(template: dict[str, Any]) -> dict[str, Any]:
+    return {name: p["Default"] for name, p in template["Parameters"].items()}
+
+
+class RecordingClient:
+    """A boto3 client stand-in: records the API of every call, answers with canned responses."""
+
+    def __init__(self, responses: dict[str, Any] | None = None) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self._responses = responses or {}
+
+    def __getattr__(self, method: str) -> Any:
+        if method.startswith("_"):
+            raise AttributeError(method)
+
+        def call(**request: Any) -> Any:
+            self.calls.append((method, request))
+            response = self._responses.get(method, {})
+            return response() if callable(response) else response
+
+        return call
+
+    def apis(self, prefix: str) -> set[str]:
+        """IAM action names of the calls made, e.g. ``s3vectors:PutVectors``."""
+        return {f"{prefix}:" + "".join(w.capitalize() for w in m.split("_")) for m, _ in self.calls}
+
+
+class MemoryRecords(FileRecords):
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, str], IndexedFile] = {}
+
+    def get(self, scope: str, file_id: str) -> IndexedFile | None:
+        return self.entries.get((scope, file_id))
+
+    def in_scope(self, scope: str) -> list[IndexedFile]:
+        return [e for (s, _), e in self.entries.items() if s == scope]
+
+    def find(self, platform_workspace: str, file_id: str) -> list[IndexedFile]:
+        return [
+            e
+            for (s, f), e in self.entries.items()
+            if f == file_id and s.startswith(platform_workspace + "#")
+        ]
+
+    def versions(self, scope: str, file_ids: Sequence[str]) -> dict[str, str]:
+        return {f: e.version for (s, f), e in self.entries.items() if s == scope and f in file_ids}
+
+    def commit(self, entry: IndexedFile, *, replacing: str | None) -> None:
+        self.entries[(entry.record.scope, entry.record.file_id)] = entry
+
+    def delete(self, scope: str, file_id: str, version: str) -> bool:
+        return self.entries.pop((scope, file_id), None) is not None
 
 
 # ---------------------------------------------------------------------------------- lint
@@ -128,9 +206,112 @@ def test_idempotency_table_has_the_powertools_default_schema(template: dict[str,
 def test_every_table_and_queue_is_encrypted(template: dict[str, Any]) -> None:
     tables = resources(template, "AWS::DynamoDB::Table")
     queues = resources(template, "AWS::SQS::Queue")
-    assert set(tables) == {"HistoryTable", "IdempotencyTable"}
+    assert set(tables) == {"HistoryTable", "IdempotencyTable", "KnowledgeTable"}
     assert all(t["Properties"]["SSESpecification"]["SSEEnabled"] is True for t in tables.values())
     assert all(q["Properties"]["SqsManagedSseEnabled"] is True for q in queues.values())
+
+
+def test_knowledge_table_is_exactly_the_one_the_code_creates(template: dict[str, Any]) -> None:
+    table = template["Resources"]["KnowledgeTable"]
+    p = table["Properties"]
+    described = {
+        "BillingMode": p["BillingMode"],
+        "AttributeDefinitions": p["AttributeDefinitions"],
+        "KeySchema": p["KeySchema"],
+        "GlobalSecondaryIndexes": p["GlobalSecondaryIndexes"],
+        "SSESpecification": {"Enabled": p["SSESpecification"]["SSEEnabled"]},
+    }
+    expected = records_table_definition("x")
+    del expected["TableName"]
+    assert json.loads(json.dumps(described)) == expected
+    assert set(p) - set(described) == {"PointInTimeRecoverySpecification"}  # nothing else
+    assert p["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["DeletionPolicy"] == "Retain"
+    assert table["UpdateReplacePolicy"] == "Retain"
+
+
+def test_vector_index_is_exactly_the_one_the_code_creates(template: dict[str, Any]) -> None:
+    index = template["Resources"]["VectorIndex"]
+    p = index["Properties"]
+    dimension = resolve(p["Dimension"], defaults(template))
+    expected = index_definition("bucket", p["IndexName"], dimension)
+    described = {
+        "vectorBucketName": "bucket",
+        "indexName": p["IndexName"],
+        "dataType": p["DataType"],
+        "dimension": dimension,
+        "distanceMetric": p["DistanceMetric"],
+        "metadataConfiguration": {
+            "nonFilterableMetadataKeys": p["MetadataConfiguration"]["NonFilterableMetadataKeys"]
+        },
+    }
+    assert described == expected
+    assert "scope" not in p["MetadataConfiguration"]["NonFilterableMetadataKeys"]
+    assert p["VectorBucketArn"] == {"Fn::GetAtt": ["VectorBucket", "VectorBucketArn"]}
+    assert p["IndexName"] == Settings().vector_index
+    assert "EncryptionConfiguration" not in p  # the vector bucket's, below
+    bucket = template["Resources"]["VectorBucket"]
+    assert bucket["Properties"]["EncryptionConfiguration"]["SseType"] in {"AES256", "aws:kms"}
+    for resource in (index, bucket):
+        assert resource["DeletionPolicy"] == "Retain"
+        assert resource["UpdateReplacePolicy"] == "Retain"
+
+
+def test_index_dimension_is_the_size_the_worker_embeds_in(template: dict[str, Any]) -> None:
+    parameter = template["Parameters"]["EmbeddingDimensions"]
+    assert template["Resources"]["VectorIndex"]["Properties"]["Dimension"] == {
+        "Ref": "EmbeddingDimensions"
+    }
+    model_id = template["Parameters"]["EmbeddingModelId"]["Default"]
+    assert model_id == "amazon.titan-embed-text-v2:0"
+    assert re.fullmatch(template["Parameters"]["EmbeddingModelId"]["AllowedPattern"], model_id)
+    # As core/runtime.py builds it: no dimension passed, so every allowed value must be the
+    # one the embedder asks Bedrock for (widen AllowedValues when a setting carries it).
+    client = RecordingClient(
+        {"invoke_model": lambda: {"body": io.BytesIO(json.dumps({"embedding": [0.0]}).encode())}}
+    )
+    embedder = TitanEmbedder(model_id=model_id, region="eu-west-1", client=client, max_attempts=1)
+    with pytest.raises(ModelError, match="dimensions"):  # the canned answer is too short
+        embedder.embed(["x"])
+    ((method, request),) = client.calls
+    assert (method, request["modelId"]) == ("invoke_model", model_id)
+    asked = json.loads(request["body"])["dimensions"]
+    assert parameter["Default"] == asked
+    assert parameter["AllowedValues"] == [asked]
+    assert asked in TITAN_V2_DIMENSIONS
+
+
+def test_files_bucket_is_versioned_encrypted_private_and_tls_only(
+    template: dict[str, Any],
+) -> None:
+    bucket = template["Resources"]["FilesBucket"]
+    p = bucket["Properties"]
+    assert bucket["DeletionPolicy"] == "Retain"
+    assert bucket["UpdateReplacePolicy"] == "Retain"
+    assert p["VersioningConfiguration"] == {"Status": "Enabled"}
+    (rule,) = p["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms"}
+    assert p["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert p["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    (lifecycle,) = p["LifecycleConfiguration"]["Rules"]
+    assert lifecycle["Status"] == "Enabled"
+    assert lifecycle["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+    assert "ExpirationInDays" not in lifecycle  # current copies live until the file is deleted
+
+    (policy,) = resources(template, "AWS::S3::BucketPolicy").values()
+    assert policy["Properties"]["Bucket"] == {"Ref": "FilesBucket"}
+    (deny,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert (deny["Effect"], deny["Principal"], deny["Action"]) == ("Deny", "*", "s3:*")
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert deny["Resource"] == [
+        {"Fn::GetAtt": ["FilesBucket", "Arn"]},
+        {"Fn::Sub": "${FilesBucket.Arn}/*"},
+    ]
 
 
 def test_job_queue_is_fifo_with_a_fifo_dead_letter_queue(template: dict[str, Any]) -> None:
@@ -213,6 +394,112 @@ def test_worker_grants_name_exact_resources(template: dict[str, Any]) -> None:
     assert "sqs:SendMessage" not in by_sid["ConsumeJobs"]["Action"]
 
 
+FILE_GRANTS = {
+    "InvokeEmbeddingModel",
+    "RawFiles",
+    "KnowledgeVectors",
+    "KnowledgeRecords",
+    "KnowledgeRecordsByFile",
+}
+
+
+def test_worker_file_grants_name_exact_resources(template: dict[str, Any]) -> None:
+    by_sid = {s["Sid"]: s for s in statements(template["Resources"]["WorkerRole"])}
+    assert set(by_sid) >= FILE_GRANTS
+    granted = {
+        sid: (sorted(as_list(by_sid[sid]["Action"])), by_sid[sid]["Resource"])
+        for sid in FILE_GRANTS
+    }
+    assert granted == {
+        "InvokeEmbeddingModel": (
+            ["bedrock:InvokeModel"],
+            {
+                "Fn::Sub": "arn:${AWS::Partition}:bedrock:${AWS::Region}::foundation-model/"
+                "${EmbeddingModelId}"
+            },
+        ),
+        "RawFiles": (
+            ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+            {"Fn::Sub": "${FilesBucket.Arn}/files/*"},
+        ),
+        "KnowledgeVectors": (
+            [
+                "s3vectors:DeleteVectors",
+                "s3vectors:GetVectors",
+                "s3vectors:PutVectors",
+                "s3vectors:QueryVectors",
+            ],
+            {"Fn::GetAtt": ["VectorIndex", "IndexArn"]},
+        ),
+        "KnowledgeRecords": (
+            [
+                "dynamodb:BatchGetItem",
+                "dynamodb:DeleteItem",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:Query",
+            ],
+            {"Fn::GetAtt": ["KnowledgeTable", "Arn"]},
+        ),
+        "KnowledgeRecordsByFile": (
+            ["dynamodb:Query"],
+            {"Fn::Sub": "${KnowledgeTable.Arn}/index/" + FILE_INDEX},
+        ),
+    }
+    assert all("Condition" not in by_sid[sid] for sid in FILE_GRANTS)
+    params = {**PSEUDO, **defaults(template)}
+    assert resolve(by_sid["InvokeEmbeddingModel"]["Resource"], params) == (
+        "arn:aws:bedrock:eu-west-1::foundation-model/amazon.titan-embed-text-v2:0"
+    )
+    # raw.py's keys all sit under the granted prefix.
+    assert raw_key("slack#T1", "F1").startswith("files/")
+
+
+def test_file_grants_are_exactly_the_apis_the_code_calls(template: dict[str, Any]) -> None:
+    by_sid = {s["Sid"]: s for s in statements(template["Resources"]["WorkerRole"])}
+    scope = "slack#T1#C1"
+    record = FileRecord(scope, "F1", "a.txt", "hash", 1, "a.txt", 0.0)
+    chunk = StoredChunk(scope, "F1", "a.txt", 0, "p. 1", "text")
+
+    vectors = RecordingClient(
+        {
+            "query_vectors": {"vectors": []},
+            "get_vectors": {"vectors": []},
+        }
+    )
+    store = S3VectorsKnowledgeStore(
+        "bucket", "index", region="eu-west-1", records=MemoryRecords(), client=vectors
+    )
+    store.put_file(record, [chunk], [[0.1, 0.2]])
+    store.put_file(record, [chunk], [[0.1, 0.2]])  # replaces: discards the old vectors
+    store.search(scope, "question", limit=3, query_embedding=[0.1, 0.2])
+    store.file_chunks(scope, "F1")
+    store.remove_file(scope, "F1")
+    store.put_file(record, [chunk], [[0.1, 0.2]])
+    store.remove_file_everywhere("slack#T1", "F1")
+    assert vectors.apis("s3vectors") == set(by_sid["KnowledgeVectors"]["Action"])
+
+    dynamodb = RecordingClient()
+    records = DynamoDbFileRecords("table", region="eu-west-1", client=dynamodb)
+    records.get(scope, "F1")
+    records.in_scope(scope)
+    records.find("slack#T1", "F1")
+    records.versions(scope, ["F1"])
+    records.commit(IndexedFile(record, "v1", 1), replacing=None)
+    records.delete(scope, "F1", "v1")
+    on_index = {m for m, request in dynamodb.calls if "IndexName" in request}
+    assert on_index == {"query"}
+    assert {r["IndexName"] for _, r in dynamodb.calls if "IndexName" in r} == {FILE_INDEX}
+    assert dynamodb.apis("dynamodb") == set(by_sid["KnowledgeRecords"]["Action"])
+
+    s3 = RecordingClient({"get_object": lambda: {"Body": io.BytesIO(b"bytes")}})
+    raw = S3RawFileStore("bucket", region="eu-west-1", client=s3)
+    raw.put("slack#T1", "F1", b"bytes")
+    raw.get("slack#T1", "F1")
+    raw.delete("slack#T1", "F1")
+    assert s3.apis("s3") == set(by_sid["RawFiles"]["Action"])
+
+
 def test_worker_may_invoke_only_the_configured_model_through_its_profile(
     template: dict[str, Any],
 ) -> None:
@@ -292,6 +579,10 @@ def test_outputs_give_the_platform_endpoints(template: dict[str, Any]) -> None:
     assert outputs["TeamsMessagingEndpoint"]["Value"]["Fn::Sub"].endswith("/api/messages")
     assert outputs["SecretArn"]["Value"] == {"Ref": "PlatformSecret"}
     assert outputs["QueueUrl"]["Value"] == {"Ref": "JobQueue"}
+    assert outputs["FilesBucketName"]["Value"] == {"Ref": "FilesBucket"}
+    arn = "arn:aws:s3vectors:eu-west-1:123456789012:bucket/vectors-abc"
+    params = {"VectorBucket.VectorBucketArn": arn}
+    assert resolve(outputs["VectorBucketName"]["Value"], params) == "vectors-abc"
 
 
 # ---------------------------------------------------------------------------------- functions
@@ -315,7 +606,33 @@ def test_environment_names_are_the_configuration_contract(template: dict[str, An
         "CHATBOT_QUEUE_URL",
         "CHATBOT_SECRET_ID",
         "BEDROCK_MODEL_ID",
-    } <= names
+    } | FILE_SETTINGS <= names
+
+
+def test_only_the_worker_gets_the_file_settings(template: dict[str, Any]) -> None:
+    assert not FILE_SETTINGS & set(template["Globals"]["Function"]["Environment"]["Variables"])
+    assert "Environment" not in props(template, "IngressFunction")
+    env = props(template, "WorkerFunction")["Environment"]["Variables"]
+    assert set(env) == FILE_SETTINGS
+    params = {
+        **defaults(template),
+        "FilesBucket": "files-bucket",
+        "KnowledgeTable": "knowledge-table",
+        "VectorBucket.VectorBucketArn": "arn:aws:s3vectors:eu-west-1:123456789012:bucket/vb",
+        "VectorIndex.IndexArn": "arn:aws:s3vectors:eu-west-1:123456789012:bucket/vb/index/ix",
+    }
+    assert {name: resolve(value, params) for name, value in env.items()} == {
+        "CHATBOT_FILES_BUCKET": "files-bucket",
+        "CHATBOT_VECTOR_BUCKET": "vb",
+        "CHATBOT_VECTOR_INDEX": "ix",
+        "CHATBOT_KNOWLEDGE_TABLE": "knowledge-table",
+        "BEDROCK_EMBEDDING_MODEL_ID": "amazon.titan-embed-text-v2:0",
+        "CHATBOT_MAX_FILE_MB": 25,
+    }
+    # What the worker reads back from these values.
+    settings = Settings.from_env({name: str(resolve(value, params)) for name, value in env.items()})
+    assert (settings.vector_bucket, settings.vector_index) == ("vb", "ix")
+    assert settings.max_file_mb == 25
 
 
 def test_environment_selects_the_aws_backends(template: dict[str, Any]) -> None:

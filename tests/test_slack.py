@@ -18,7 +18,7 @@ from bots.local.server import LocalServer
 from core.assistant import Assistant
 from core.config import Settings
 from core.history.sqlite import SqliteHistoryStore
-from core.models.base import ModelEvent
+from core.models.base import ChatModel, ModelEvent
 from core.pacer import PLACEHOLDER
 from core.prompt import Prompt
 from core.runtime import build_knowledge
@@ -56,7 +56,9 @@ def default_answer(prompt: Prompt) -> Iterator[ModelEvent]:
     return timed_stream(["**Answer** to: ", prompt.question], delay=0.01)
 
 
-def build_harness(standin: SlackStandIn, tmp_path: Path, data: str = "data") -> Harness:
+def build_harness(
+    standin: SlackStandIn, tmp_path: Path, data: str = "data", *, model: ChatModel | None = None
+) -> Harness:
     settings = Settings(
         data_dir=tmp_path / data,
         slack_signing_secret=sr.DEFAULT_SIGNING_SECRET,
@@ -65,18 +67,18 @@ def build_harness(standin: SlackStandIn, tmp_path: Path, data: str = "data") -> 
         edit_interval_seconds=0.05,
     )
     harness_ref: dict[str, Harness] = {}
-    model = ScriptedModel(lambda p: harness_ref["h"].answer(p))
+    scripted = ScriptedModel(lambda p: harness_ref["h"].answer(p))
     knowledge = build_knowledge(settings)
     assistant = Assistant(
         settings=settings,
         history=SqliteHistoryStore(settings.data_dir / "h.sqlite3"),
-        model=model,
+        model=model or scripted,
         retriever=knowledge.retriever,
     )
     app = build_local_app(settings, assistant=assistant, knowledge=knowledge)
     server = LocalServer(("127.0.0.1", 0), app.routes)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    harness = Harness(standin, app, server, model, default_answer)
+    harness = Harness(standin, app, server, scripted, default_answer)
     harness_ref["h"] = harness
     return harness
 

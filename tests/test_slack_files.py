@@ -4,6 +4,7 @@ scope isolation, re-shares, deletions and every kind of unreadable file."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,12 @@ import pytest
 
 from core.knowledge.sqlite import SqliteKnowledgeStore
 from core.models.base import ModelEvent
+from core.models.bedrock import BedrockChatModel
 from core.prompt import Prompt
 from tests import files_factory as ff
 from tests import slack_requests as sr
 from tests.fakes import timed_stream
+from tests.standins.bedrock import BedrockStandIn
 from tests.standins.slack import SlackStandIn
 from tests.test_slack import Harness, build_harness
 
@@ -231,3 +234,23 @@ def test_the_bot_token_is_never_sent_outside_slack(slack: Harness) -> None:
     (line,) = bot_lines(slack, "C1", event["ts"])
     assert line.startswith("I can't read x.txt")
     assert slack.standin.downloads == []
+
+
+def test_the_canary_never_reaches_a_bedrock_request_made_from_another_channel(
+    slack_standin: SlackStandIn, bedrock_standin: BedrockStandIn, tmp_path: Path
+) -> None:
+    """The literal check: every request body sent to (a stand-in for) Bedrock is inspected."""
+    model = BedrockChatModel(model_id="global.anthropic.claude-sonnet-4-6", region="us-east-1")
+    slack_standin.add_channel("C2", "random")
+    harness = build_harness(slack_standin, tmp_path, "bedrock", model=model)
+    try:
+        share(harness, "F1", "secret.md", f"# Notes\n\n{CANARY}\n".encode(), "text/markdown")
+        ask(harness, "What is the canary phrase?", channel="C1")
+        ask(harness, "What is the canary phrase?", channel="C2")
+    finally:
+        harness.server.shutdown()
+        harness.server.server_close()
+        harness.app.close()
+    first, second = bedrock_standin.requests
+    assert "purple-giraffe-42" in json.dumps(first.body)  # the check can see the canary
+    assert "purple-giraffe" not in json.dumps(second.body)
