@@ -52,6 +52,11 @@ class Settings:
     # Prompt budget, in (estimated) tokens.
     context_token_budget: int = 12000
     max_question_tokens: int = 6000
+    # Summaries.
+    summary_model_id: str = ""  # empty: BEDROCK_MODEL_ID
+    summary_concurrency: int = 4
+    summary_part_tokens: int = 20000
+    summary_max_messages: int = 2000
     # History.
     history_table: str = "chatbot-history"
     history_retention_days: int = 30
@@ -110,6 +115,10 @@ class Settings:
             raise ConfigError("CHATBOT_EDIT_INTERVAL_SECONDS must be positive")
         if self.context_token_budget < 500:
             raise ConfigError("CHATBOT_CONTEXT_TOKEN_BUDGET must be at least 500")
+        if self.summary_concurrency < 1:
+            raise ConfigError("CHATBOT_SUMMARY_CONCURRENCY must be at least 1")
+        if self.summary_part_tokens < 1000:
+            raise ConfigError("CHATBOT_SUMMARY_PART_TOKENS must be at least 1000")
         if self.max_file_mb < 1:
             raise ConfigError("CHATBOT_MAX_FILE_MB must be at least 1")
         if self.slack_edits_per_minute < 1:
@@ -143,6 +152,10 @@ _ENV: dict[str, str] = {
     "system_prompt": "CHATBOT_SYSTEM_PROMPT",
     "context_token_budget": "CHATBOT_CONTEXT_TOKEN_BUDGET",
     "max_question_tokens": "CHATBOT_MAX_QUESTION_TOKENS",
+    "summary_model_id": "CHATBOT_SUMMARY_MODEL_ID",
+    "summary_concurrency": "CHATBOT_SUMMARY_CONCURRENCY",
+    "summary_part_tokens": "CHATBOT_SUMMARY_PART_TOKENS",
+    "summary_max_messages": "CHATBOT_SUMMARY_MAX_MESSAGES",
     "history_table": "CHATBOT_HISTORY_TABLE",
     "history_retention_days": "CHATBOT_HISTORY_RETENTION_DAYS",
     "history_max_turns": "CHATBOT_HISTORY_MAX_TURNS",

@@ -39,6 +39,7 @@ class Prompt:
     history: tuple[Turn, ...]
     passages: tuple[Passage, ...]
     inference: InferenceSettings
+    task: str = "answer"  # or "summarize": models that work on structure (offline) need to know
 
 
 def defang(text: str) -> str:
