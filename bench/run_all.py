@@ -18,6 +18,7 @@ BENCHMARKS: list[str] = [
     "bench.slack_ingress",
     "bench.extraction",
     "bench.retrieval",
+    "bench.summarize",
 ]
 
 

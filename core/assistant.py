@@ -129,6 +129,10 @@ class Assistant:
         )
         return reply
 
+    def conversation(self, key: ConversationKey, limit: int) -> Sequence[Turn]:
+        """The newest ``limit`` turns of a conversation, oldest first (for summaries)."""
+        return self._history.recent_turns(key, limit)
+
     def knows(self, key: ConversationKey) -> bool:
         """Whether this conversation has history, i.e. the assistant is part of it."""
         try:

@@ -16,7 +16,8 @@ from core.models.base import InferenceSettings
 from core.text import estimate_tokens
 
 _FENCE_TAGS = re.compile(
-    r"<\s*(/?)\s*(user_message|documents|document|system|instructions)\b", re.I
+    r"<\s*(/?)\s*(user_message|documents|document|excerpts|excerpt|system|instructions)\b",
+    re.I,
 )
 _ATTR_UNSAFE = re.compile(r'["<>\n\r]')
 

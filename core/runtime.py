@@ -19,6 +19,7 @@ from core.history.base import HistoryStore
 from core.knowledge.base import KnowledgeStore
 from core.knowledge.retriever import KnowledgeRetriever
 from core.models.base import ChatModel
+from core.summarize import Summarizer
 
 
 def build_history(settings: Settings) -> HistoryStore:
@@ -37,18 +38,27 @@ def build_history(settings: Settings) -> HistoryStore:
     )
 
 
-def build_model(settings: Settings) -> ChatModel:
+def build_model(settings: Settings, *, model_id: str = "") -> ChatModel:
+    """The answering model, or with ``model_id`` another Bedrock model (for summaries)."""
     if settings.llm == "bedrock":
         from core.models.bedrock import BedrockChatModel
 
         return BedrockChatModel(
-            model_id=settings.bedrock_model_id,
+            model_id=model_id or settings.bedrock_model_id,
             region=settings.aws_region,
             max_attempts=settings.model_max_attempts,
         )
     from core.models.offline import OfflineExtractiveModel
 
     return OfflineExtractiveModel()
+
+
+def build_summarizer(settings: Settings) -> Summarizer:
+    """Summaries on ``CHATBOT_SUMMARY_MODEL_ID`` (a cheaper model, say), else on the answering
+    model's ``BEDROCK_MODEL_ID``; offline, the extractive model. Call once per process: the
+    summarizer holds its own model client and is shared by every summary."""
+    model = build_model(settings, model_id=settings.summary_model_id)
+    return Summarizer.from_settings(model, settings)
 
 
 @dataclass(frozen=True)

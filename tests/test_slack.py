@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,7 @@ from core.models.base import ChatModel, ModelEvent
 from core.pacer import PLACEHOLDER
 from core.prompt import Prompt
 from core.runtime import build_knowledge
+from core.summarize import Summarizer
 from tests import slack_requests as sr
 from tests.fakes import ScriptedModel, timed_stream
 from tests.standins.slack import SlackStandIn
@@ -57,7 +59,12 @@ def default_answer(prompt: Prompt) -> Iterator[ModelEvent]:
 
 
 def build_harness(
-    standin: SlackStandIn, tmp_path: Path, data: str = "data", *, model: ChatModel | None = None
+    standin: SlackStandIn,
+    tmp_path: Path,
+    data: str = "data",
+    *,
+    model: ChatModel | None = None,
+    **overrides: Any,
 ) -> Harness:
     settings = Settings(
         data_dir=tmp_path / data,
@@ -65,6 +72,7 @@ def build_harness(
         slack_bot_token=standin.bot_token,
         slack_api_url=standin.api_url,
         edit_interval_seconds=0.05,
+        **overrides,
     )
     harness_ref: dict[str, Harness] = {}
     scripted = ScriptedModel(lambda p: harness_ref["h"].answer(p))
@@ -75,7 +83,8 @@ def build_harness(
         model=model or scripted,
         retriever=knowledge.retriever,
     )
-    app = build_local_app(settings, assistant=assistant, knowledge=knowledge)
+    summarizer = Summarizer.from_settings(model or scripted, settings)
+    app = build_local_app(settings, assistant=assistant, knowledge=knowledge, summarizer=summarizer)
     server = LocalServer(("127.0.0.1", 0), app.routes)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     harness = Harness(standin, app, server, scripted, default_answer)
@@ -302,11 +311,12 @@ def test_a_revoked_token_is_named_in_the_log_and_not_retried(
     assert any(getattr(r, "slack_error", "") == "token_revoked" for r in caplog.records)
 
 
-def test_summarize_command_is_routed_and_says_it_is_not_available_yet(slack: Harness) -> None:
+def test_summarize_command_is_acked_at_once_with_a_private_note(slack: Harness) -> None:
     status, body = slack.send(sr.slash_command("/summarize", text="7d"))
     assert status == 200
     payload = json.loads(body)
-    assert payload["response_type"] == "ephemeral" and "not available yet" in payload["text"]
+    assert payload["response_type"] == "ephemeral" and "Summarizing" in payload["text"]
+    slack.settle()
 
 
 def test_slack_route_says_so_when_slack_is_not_configured(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from bots.http import Routes
 from bots.local.queue import InProcessQueue
 from bots.local.server import LocalServer
 from bots.teams.ingress import MESSAGES_PATH, install_ingress
-from bots.teams.worker import SUMMARIZE_NOT_READY, install_worker
+from bots.teams.worker import SUMMARIZE_USAGE, install_worker
 from core.assistant import Assistant
 from core.config import Settings
 from core.dedupe import DedupedHandler, build_persistence
@@ -30,6 +30,7 @@ from core.models.base import ModelEvent
 from core.pacer import PLACEHOLDER
 from core.prompt import Prompt
 from core.runtime import build_knowledge
+from core.summarize import Summarizer
 from tests.fakes import ScriptedModel, timed_stream
 from tests.standins import teams as tm
 from tests.standins.teams import ConnectorStandIn, OutboundTokens, TokenIssuer
@@ -97,7 +98,14 @@ def build_harness(connector: ConnectorStandIn, tmp_path: Path, **settings: Any) 
 
     routes = Routes()
     install_ingress(routes, enqueue, config, allow_unauthenticated=True)
-    install_worker(jobs, assistant, config, knowledge.indexer)
+    install_worker(
+        jobs,
+        assistant,
+        config,
+        knowledge.indexer,
+        summarizer=Summarizer.from_settings(model, config),
+        knowledge=knowledge.store,
+    )
     server = LocalServer(("127.0.0.1", 0), routes)
     threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -266,16 +274,33 @@ def test_welcome_in_a_team_channel_starts_a_new_post(teams: Harness) -> None:
     assert post.conversation_id == tm.CHANNEL and "mention me" in post.text
 
 
-@pytest.mark.parametrize("text", ["summarize", "Summarize last 7 days", "/summarize"])
-def test_summarize_is_routed_and_says_it_is_not_available_yet(teams: Harness, text: str) -> None:
+def test_summarize_in_a_chat_summarizes_what_was_said(teams: Harness) -> None:
+    for text in ("We ship the billing migration on Friday.", "Ada owns the rollback plan."):
+        teams.send(tm.personal_message(text, service_url=teams.service_url))
+        teams.settle()
+    teams.send(tm.personal_message("summarize", service_url=teams.service_url))
+    teams.settle()
+
+    summary_prompts = [p for p in teams.model.prompts if p.task == "summarize"]
+    assert len(summary_prompts) == 1
+    sent = "".join(m.text for m in summary_prompts[0].messages)
+    assert "billing migration on Friday" in sent and "rollback plan" in sent
+    assert "Ada Lovelace" in sent  # who said it
+    assert teams.enqueued[-1].kind == "teams.summarize"
+    assert len(bot_messages(teams, tm.PERSONAL_CONVERSATION)) == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("Summarize last 7 days", SUMMARIZE_USAGE), ("/summarize", "nothing in this conversation")],
+)
+def test_summarize_explains_what_it_cannot_do(teams: Harness, text: str, expected: str) -> None:
     post = tm.channel_message(text, service_url=teams.service_url)
     assert teams.send(post) == 202
     teams.settle()
-
     assert teams.model.prompts == []
     (reply,) = bot_messages(teams, f"{tm.CHANNEL};messageid={post['id']}")
-    assert reply["text"] == SUMMARIZE_NOT_READY and "not available yet" in reply["text"]
-    assert teams.enqueued[0].kind == "teams.summarize"
+    assert expected in reply["text"]
 
 
 def test_a_redelivered_activity_is_answered_once(

@@ -23,7 +23,7 @@ from core.dedupe import DedupedHandler, build_persistence
 from core.domain import Reply, Turn
 from core.jobs import JobRouter, job_from_json
 from core.observability import configure_logging
-from core.runtime import build_assistant, build_knowledge
+from core.runtime import build_assistant, build_knowledge, build_summarizer
 
 log = logging.getLogger(__name__)
 metrics = Metrics()
@@ -41,17 +41,32 @@ def build_handler() -> DedupedHandler:
     settings = load_aws_settings()
     knowledge = build_knowledge(settings)
     assistant = build_assistant(settings, retriever=knowledge.retriever, on_reply=count_reply)
+    summarizer = build_summarizer(settings)
     router = JobRouter()
     if settings.slack_bot_token:
         from bots.slack.worker import install_worker
 
-        install_worker(router, assistant, settings, knowledge.indexer)
+        install_worker(
+            router,
+            assistant,
+            settings,
+            knowledge.indexer,
+            summarizer=summarizer,
+            knowledge=knowledge.store,
+        )
     if settings.microsoft_app_id:
         from bots.teams.auth import require_credentials
         from bots.teams.worker import install_worker as install_teams_worker
 
         require_credentials(settings)  # never reply unauthenticated from AWS
-        install_teams_worker(router, assistant, settings, knowledge.indexer)
+        install_teams_worker(
+            router,
+            assistant,
+            settings,
+            knowledge.indexer,
+            summarizer=summarizer,
+            knowledge=knowledge.store,
+        )
     return DedupedHandler(router.handle, build_persistence(settings))
 
 

@@ -18,7 +18,8 @@ from core.assistant import Assistant
 from core.config import Settings
 from core.dedupe import DedupedHandler, build_persistence
 from core.jobs import JobRouter
-from core.runtime import Knowledge, build_assistant, build_knowledge
+from core.runtime import Knowledge, build_assistant, build_knowledge, build_summarizer
+from core.summarize import Summarizer
 
 SLACK_NOT_CONFIGURED = "Slack is not configured: set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN"
 
@@ -42,9 +43,11 @@ def build_local_app(
     *,
     assistant: Assistant | None = None,
     knowledge: Knowledge | None = None,
+    summarizer: Summarizer | None = None,
     persistence: BasePersistenceLayer | None = None,
 ) -> LocalApp:
     knowledge = knowledge or build_knowledge(settings)
+    summarizer = summarizer or build_summarizer(settings)
     assistant = assistant or build_assistant(settings, retriever=knowledge.retriever)
     routes = Routes()
     jobs = JobRouter()
@@ -75,7 +78,14 @@ def build_local_app(
         routes.add(
             "POST", "/slack/events", slack_route(app.slack_app, settings.slack_signing_secret)
         )
-        install_worker(jobs, assistant, settings, knowledge.indexer)
+        install_worker(
+            jobs,
+            assistant,
+            settings,
+            knowledge.indexer,
+            summarizer=summarizer,
+            knowledge=knowledge.store,
+        )
     else:
         routes.add("POST", "/slack/events", lambda _: HttpResponse.error(503, SLACK_NOT_CONFIGURED))
 
@@ -85,5 +95,12 @@ def build_local_app(
     # With no MICROSOFT_APP_ID the local host (and only it) takes unauthenticated activities,
     # which is what the Bot Framework Emulator and local tests send.
     install_teams_ingress(routes, queue.enqueue, settings, allow_unauthenticated=True)
-    install_teams_worker(jobs, assistant, settings, knowledge.indexer)
+    install_teams_worker(
+        jobs,
+        assistant,
+        settings,
+        knowledge.indexer,
+        summarizer=summarizer,
+        knowledge=knowledge.store,
+    )
     return app

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -33,10 +34,8 @@ log = logging.getLogger(__name__)
 SLACK_MESSAGE = "slack.message"
 SLACK_FILE = "slack.file"
 SLACK_FILE_REMOVED = "slack.file_removed"
-SUMMARIZE_NOT_READY = (
-    "Summaries are not available yet in this version of the assistant. "
-    "Mention me with a question instead."
-)
+SLACK_SUMMARIZE = "slack.summarize"
+SUMMARIZING = "Summarizing… it will appear {where} in a moment."
 
 
 def build_bolt_app(settings: Settings, enqueue: Callable[[Job], None]) -> App:
@@ -109,16 +108,55 @@ def build_bolt_app(settings: Settings, enqueue: Callable[[Job], None]) -> App:
             Job(SLACK_FILE_REMOVED, group, f"slack-file-removed:{body.get('event_id')}", payload)
         )
 
-    def summarize_not_ready(ack: Ack) -> None:
-        ack(response_type="ephemeral", text=SUMMARIZE_NOT_READY)
+    def on_summarize_command(body: dict[str, Any], ack: Ack) -> None:
+        # Parsing is pure and fast: a bad argument is answered in the ack itself.
+        from bots.slack.summaries import ArgumentError, ThreadRef, parse_summarize_args
+
+        target = parse_summarize_args(str(body.get("text") or ""), now=time.time())
+        if isinstance(target, ArgumentError):
+            ack(response_type="ephemeral", text=target.message)
+            return
+        channel, team = str(body["channel_id"]), str(body["team_id"])
+        where = "in that thread" if isinstance(target, ThreadRef) else "in this channel"
+        ack(response_type="ephemeral", text=SUMMARIZING.format(where=where))
+        request = SummaryJobRequest(
+            team=team,
+            channel=channel,
+            channel_name=str(body.get("channel_name") or ""),
+            user=str(body["user_id"]),
+            request_id=str(body["trigger_id"]),
+            response_url=str(body.get("response_url") or ""),
+        )
+        enqueue(summary_job(request, target))
+
+    def on_summarize_shortcut(body: dict[str, Any], ack: Ack) -> None:
+        from bots.slack.summaries import ThreadRef
+
+        ack()
+        message = body.get("message") or {}
+        channel = str((body.get("channel") or {}).get("id") or "")
+        root = str(message.get("thread_ts") or message.get("ts") or "")
+        team = str((body.get("team") or {}).get("id") or body.get("team_id") or "")
+        if not (channel and root and team):
+            log.warning("summarize shortcut without channel, message or team")
+            return
+        request = SummaryJobRequest(
+            team=team,
+            channel=channel,
+            channel_name=str((body.get("channel") or {}).get("name") or ""),
+            user=str((body.get("user") or {}).get("id") or ""),
+            request_id=str(body["trigger_id"]),
+            response_url=str(body.get("response_url") or ""),
+        )
+        enqueue(summary_job(request, ThreadRef(channel, root)))
 
     app.event("app_mention")(on_message_event)
     app.event("message")(on_message_event)
     app.event("file_deleted")(on_file_removed)
     app.event("file_unshared")(on_file_removed)
     app.event(re.compile(".*"))(acknowledge)  # any other event: acknowledged and ignored
-    app.command("/summarize")(summarize_not_ready)
-    app.shortcut("summarize_thread")(summarize_not_ready)
+    app.command("/summarize")(on_summarize_command)
+    app.shortcut("summarize_thread")(on_summarize_shortcut)
     return app
 
 
@@ -159,3 +197,26 @@ def _check_body(text: str, content_type: str) -> None:
         raise ValueError("payload is not a JSON object")
     if "payload" not in form and "command" not in form and "ssl_check" not in form:
         raise ValueError("form body has neither a command nor a payload")
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryJobRequest:
+    """Who asked for a summary, where, and how to answer them privately."""
+
+    team: str
+    channel: str
+    channel_name: str
+    user: str
+    request_id: str
+    response_url: str
+
+
+def summary_job(request: SummaryJobRequest, target: object) -> Job:
+    """A summary request for the worker; ``target`` is one of bots.slack.summaries' targets."""
+    payload = {
+        **asdict(request),
+        "target_type": type(target).__name__,
+        "target": asdict(target),  # type: ignore[call-overload]
+    }
+    group = f"slack#{request.team}#{request.channel}#summaries"
+    return Job(SLACK_SUMMARIZE, group, f"slack-summary:{request.request_id}", payload)

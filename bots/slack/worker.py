@@ -5,16 +5,35 @@ from __future__ import annotations
 import logging
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
 
-from bots.slack.files import download
-from bots.slack.ingress import SLACK_FILE, SLACK_FILE_REMOVED, SLACK_MESSAGE
+from bots.slack.files import download, slack_hosts
+from bots.slack.ingress import SLACK_FILE, SLACK_FILE_REMOVED, SLACK_MESSAGE, SLACK_SUMMARIZE
 from bots.slack.sink import EditBudget, SlackReplySink
+from bots.slack.summaries import (
+    ChannelCount,
+    ChannelWindow,
+    FileTarget,
+    SlackHistory,
+    SummaryUnavailable,
+    ThreadRef,
+    UserNames,
+    file_by_name,
+    file_excerpts,
+    latest_file,
+)
 from core.assistant import Assistant
 from core.config import Settings
 from core.domain import ConversationKey, FileRef
 from core.files.ingest import FileIndexer
 from core.files.types import FileRejected
 from core.jobs import Job, JobRouter, turn_from_payload
+from core.knowledge.base import KnowledgeStore
+from core.summarize import Summarizer, SummaryRequest
+
+BOT_DISPLAY_NAME = "assistant"  # manifest/slack/manifest.yml: features.bot_user.display_name
+_TARGETS = {t.__name__: t for t in (ChannelWindow, ChannelCount, ThreadRef, FileTarget)}
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +47,22 @@ class SlackWorker:
         *,
         settings: Settings,
         indexer: FileIndexer | None = None,
+        summarizer: Summarizer | None = None,
+        knowledge: KnowledgeStore | None = None,
     ) -> None:
         self._assistant = assistant
         self._client = client
         self._budget = budget
         self._settings = settings
         self._indexer = indexer
+        self._summarizer = summarizer
+        self._knowledge = knowledge
+        self._history = SlackHistory(
+            client,
+            max_messages=settings.summary_max_messages,
+            user_names=UserNames(client),
+            bot_name=BOT_DISPLAY_NAME,
+        )
 
     def handle_message(self, job: Job) -> None:
         turn = turn_from_payload(job.payload["turn"])
@@ -78,6 +107,64 @@ class SlackWorker:
             removed = self._indexer.remove_everywhere(workspace, file_id)
         log.info("shared file removed", extra={"file_id": file_id, "chunks": removed})
 
+    def handle_summarize(self, job: Job) -> None:
+        """A summary of a channel, a thread or a file, streamed where it was asked for; anything
+        that cannot be summarized is answered privately to the person who asked."""
+        assert self._summarizer is not None
+        p = job.payload
+        team, channel, user = str(p["team"]), str(p["channel"]), str(p["user"])
+        target = _TARGETS[str(p["target_type"])](**p["target"])
+        try:
+            request, post_channel, thread_ts = self._summary_request(
+                team, channel, target, str(p.get("channel_name") or "")
+            )
+        except SummaryUnavailable as exc:
+            log.info("summary unavailable", extra={"cause": exc.cause})
+            self._tell_privately(channel, user, str(p.get("response_url") or ""), exc.message)
+            return
+        sink = SlackReplySink(
+            self._client,
+            channel=post_channel,
+            thread_ts=thread_ts,
+            workspace=team,
+            budget=self._budget,
+        )
+        self._summarizer.summarize(request, sink)
+
+    def _tell_privately(self, channel: str, user: str, response_url: str, text: str) -> None:
+        """An ephemeral answer to the person who asked. A slash command's ``response_url``
+        works even where the bot is not a member (``chat.postEphemeral`` does not)."""
+        try:
+            if response_url and slack_hosts(self._settings.slack_api_url)(response_url):
+                WebhookClient(response_url).send(text=text, response_type="ephemeral")
+            else:
+                self._client.chat_postEphemeral(channel=channel, user=user, text=text)
+        except (SlackApiError, OSError) as exc:
+            log.warning("could not answer privately", extra={"detail": type(exc).__name__})
+
+    def _summary_request(
+        self, team: str, channel: str, target: object, channel_name: str
+    ) -> tuple[SummaryRequest, str, str | None]:
+        """What to summarize, and where the summary goes (channel, thread ts)."""
+        if isinstance(target, FileTarget):
+            if self._knowledge is None:
+                raise SummaryUnavailable("Files are not enabled on this deployment.")
+            scope = f"slack#{team}#{channel}"
+            record = (
+                file_by_name(self._knowledge, scope, target.name)
+                if target.name
+                else latest_file(self._knowledge, scope)
+            )
+            excerpts = file_excerpts(self._knowledge, record)
+            return SummaryRequest(record.file_name, "document", excerpts), channel, None
+        if not isinstance(target, ChannelWindow | ChannelCount | ThreadRef):
+            raise SummaryUnavailable("I don't know how to summarize that.")
+        history = self._history.read(target, channel=channel, channel_name=channel_name)
+        if isinstance(target, ThreadRef):
+            return history.request("this thread"), target.channel, target.ts
+        where = f"#{channel_name}" if channel_name else "this channel"
+        return history.request(f"{where}, {target.label}"), channel, None
+
     def _sink(self, job: Job, workspace: str) -> SlackReplySink:
         return SlackReplySink(
             self._client,
@@ -93,11 +180,24 @@ def install_worker(
     assistant: Assistant,
     settings: Settings,
     indexer: FileIndexer | None = None,
+    *,
+    summarizer: Summarizer | None = None,
+    knowledge: KnowledgeStore | None = None,
 ) -> SlackWorker:
     client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
     budget = EditBudget(settings.slack_edits_per_minute)
-    worker = SlackWorker(assistant, client, budget, settings=settings, indexer=indexer)
+    worker = SlackWorker(
+        assistant,
+        client,
+        budget,
+        settings=settings,
+        indexer=indexer,
+        summarizer=summarizer,
+        knowledge=knowledge,
+    )
     router.register(SLACK_MESSAGE, worker.handle_message)
+    if summarizer is not None:
+        router.register(SLACK_SUMMARIZE, worker.handle_summarize)
     if indexer is not None:
         router.register(SLACK_FILE, worker.handle_file)
         router.register(SLACK_FILE_REMOVED, worker.handle_file_removed)

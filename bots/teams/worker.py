@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+import time
 from urllib.parse import urlsplit
 
 from bots.downloads import fetch
@@ -13,12 +15,16 @@ from bots.teams.ingress import TEAMS_FILE, TEAMS_MESSAGE, TEAMS_SUMMARIZE, TEAMS
 from bots.teams.sink import SendBudget, TeamsReplySink
 from core.assistant import Assistant
 from core.config import Settings
-from core.domain import ConversationKey, FileRef
+from core.domain import ConversationKey, FileRef, Role, Turn
 from core.files.ingest import FileIndexer
 from core.files.types import FileRejected
 from core.jobs import Job, JobRouter, turn_from_payload
+from core.knowledge.base import KnowledgeStore
+from core.summarize import Excerpt, Summarizer, SummaryRequest
+from core.summary_sources import SummaryUnavailable, file_by_name, file_excerpts, latest_file
 
 log = logging.getLogger(__name__)
+MAX_SUMMARY_TURNS = 1000
 
 WELCOME = (
     "Hi, I'm the team assistant. I answer questions with the help of your conversation and "
@@ -29,10 +35,11 @@ WELCOME = (
     "- **Summaries** of conversations are coming soon."
 )
 # Mirrors the Slack adapter's answer to /summarize.
-SUMMARIZE_NOT_READY = (
-    "Summaries are not available yet in this version of the assistant. "
-    "Mention me with a question instead."
+SUMMARIZE_USAGE = (
+    "I can summarize this conversation (`summarize`) or a file shared here "
+    "(`summarize file` for the latest, `summarize file <name>` for one by name)."
 )
+_SUMMARIZE_ARGS = re.compile(r"^/?summari[sz]e\s*(?P<rest>.*)$", re.IGNORECASE | re.DOTALL)
 
 
 class TeamsWorker:
@@ -44,7 +51,11 @@ class TeamsWorker:
         indexer: FileIndexer | None = None,
         *,
         insecure_downloads: bool = False,
+        summarizer: Summarizer | None = None,
+        knowledge: KnowledgeStore | None = None,
     ):
+        self._summarizer = summarizer
+        self._knowledge = knowledge
         self._assistant = assistant
         self._connector = connector
         self._budget = budget
@@ -64,7 +75,51 @@ class TeamsWorker:
         self._assistant.notify(self._sink(job), WELCOME)
 
     def handle_summarize(self, job: Job) -> None:
-        self._assistant.notify(self._sink(job), SUMMARIZE_NOT_READY)
+        """Teams gives bots no channel history without Graph permissions, so a conversation
+        summary covers what the bot has seen of it: its stored history."""
+        turn = turn_from_payload(job.payload["turn"])
+        sink = self._sink(job)
+        match = _SUMMARIZE_ARGS.match(turn.text.strip())
+        rest = (match.group("rest") if match else "").strip()
+        try:
+            request = self._summary_request(turn.key, rest)
+        except SummaryUnavailable as exc:
+            self._assistant.notify(sink, exc.message)
+            return
+        if self._summarizer is None:
+            self._assistant.notify(sink, "Summaries are not enabled on this deployment.")
+            return
+        self._summarizer.summarize(request, sink)
+
+    def _summary_request(self, key: ConversationKey, rest: str) -> SummaryRequest:
+        if rest.lower().startswith("file"):
+            if self._knowledge is None:
+                raise SummaryUnavailable("Files are not enabled on this deployment.")
+            name = rest[4:].strip()
+            record = (
+                file_by_name(self._knowledge, key.scope, name)
+                if name
+                else latest_file(self._knowledge, key.scope)
+            )
+            return SummaryRequest(
+                record.file_name, "document", file_excerpts(self._knowledge, record)
+            )
+        if rest:
+            raise SummaryUnavailable(SUMMARIZE_USAGE)
+        turns = self._assistant.conversation(key, MAX_SUMMARY_TURNS)
+        if not turns:
+            raise SummaryUnavailable("There is nothing in this conversation to summarize yet.")
+        excerpts = tuple(
+            Excerpt(
+                t.text,
+                f"{t.user_name or ('assistant' if t.role is Role.ASSISTANT else t.user_id)}, "
+                f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(t.created_at))}",
+            )
+            for t in turns
+        )
+        return SummaryRequest(
+            "this conversation (the messages I have seen)", "conversation", excerpts
+        )
 
     def handle_file(self, job: Job) -> None:
         """Read an uploaded file into this chat's knowledge and say so in one line."""
@@ -99,6 +154,9 @@ def install_worker(
     assistant: Assistant,
     settings: Settings,
     indexer: FileIndexer | None = None,
+    *,
+    summarizer: Summarizer | None = None,
+    knowledge: KnowledgeStore | None = None,
 ) -> TeamsWorker:
     """Registers the Teams job kinds. Credentials are built here, once per process."""
     connector = TeamsConnector(bot_identity(settings))
@@ -108,6 +166,8 @@ def install_worker(
         SendBudget(),
         indexer,
         insecure_downloads=not settings.microsoft_app_id,
+        summarizer=summarizer,
+        knowledge=knowledge,
     )
     if indexer is not None:
         router.register(TEAMS_FILE, worker.handle_file)
@@ -115,3 +175,8 @@ def install_worker(
     router.register(TEAMS_WELCOME, worker.handle_welcome)
     router.register(TEAMS_SUMMARIZE, worker.handle_summarize)
     return worker
+
+
+def _label(turn: Turn) -> str:
+    who = turn.user_name or ("assistant" if turn.role is Role.ASSISTANT else turn.user_id)
+    return f"{who}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(turn.created_at))}"

@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -171,6 +172,21 @@ class _Handler(BaseHTTPRequestHandler):
                 standin.internal_errors.append(f"{method}: {exc!r}")
                 status, body, extra_headers = 500, {"ok": False, "error": "standin_bug"}, {}
             self._send(status, json.dumps(body).encode("utf-8"), "application/json", extra_headers)
+        elif path.startswith("/commands/") and self.command == "POST":
+            # A slash command's response_url (Slack's hooks.slack.com): kept as an ephemeral
+            # message for the channel the command was used in (from the URL, as registered).
+            payload = json.loads(raw_body or b"{}")
+            with standin._lock:
+                standin._ephemeral.append(
+                    {
+                        "channel": standin.response_urls.get(path, ""),
+                        "user": "",
+                        "text": payload.get("text", ""),
+                        "via": "response_url",
+                        "response_type": payload.get("response_type", "ephemeral"),
+                    }
+                )
+            self._send(200, b"ok", "text/plain", {})
         elif path.startswith("/files-pri/") and self.command == "GET":
             status, content, content_type = standin._download(path, headers, arrived)
             self._send(status, content, content_type, {})
@@ -332,6 +348,7 @@ class SlackStandIn:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.users_info_calls: Counter[str] = Counter()
+        self.response_urls: dict[str, str] = {}  # path -> channel, see response_url()
         self.internal_errors: list[str] = []  # stand-in bugs; the fixture fails the test on any
 
         self.add_user(bot_user_id, bot_name, bot_name, is_bot=True)
@@ -612,6 +629,14 @@ class SlackStandIn:
             else:
                 found = self._thread_of(target, thread_ts)
             return copy.deepcopy(found)
+
+    def response_url(self, channel: str) -> str:
+        """A slash command's ``response_url`` that leads here; what is posted to it shows up in
+        :meth:`ephemeral_messages` for ``channel``."""
+        path = f"/commands/{self.team_id}/{uuid.uuid4().hex[:10]}/{uuid.uuid4().hex[:24]}"
+        with self._lock:
+            self.response_urls[path] = channel
+        return self.url + path
 
     def ephemeral_messages(self, channel: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
