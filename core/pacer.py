@@ -20,6 +20,7 @@ silent; the sink is only ever called from the caller's thread.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
@@ -155,8 +156,12 @@ class _Run:
 
         inbox: queue.Queue[object] = queue.Queue()
         stop = threading.Event()
+        # The model is read on its own thread, with this thread's context (log keys) carried over.
         reader = threading.Thread(
-            target=_read_events, args=(events, inbox, stop), name="model-stream", daemon=True
+            target=contextvars.copy_context().run,
+            args=(_read_events, events, inbox, stop),
+            name="model-stream",
+            daemon=True,
         )
         reader.start()
         end: StreamEnd | None = None

@@ -14,6 +14,7 @@ into the message. What the summary could not cover (a missing part, the request'
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -342,8 +343,14 @@ class Summarizer:
         """Summarize every part, at most ``concurrency`` at a time; a part that still fails
         after its attempts is recorded as missing. Raises if every part failed."""
         workers = min(self._concurrency, len(parts))
+        context = contextvars.copy_context()  # log keys (conversation id) follow into the threads
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="summary-part") as pool:
-            results = list(pool.map(lambda part: self._summarize_part(request, part, tally), parts))
+            results = list(
+                pool.map(
+                    lambda part: context.copy().run(self._summarize_part, request, part, tally),
+                    parts,
+                )
+            )
         partials: list[_Item] = []
         for part, text in zip(parts, results, strict=True):
             if text is None:

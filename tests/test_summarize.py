@@ -31,7 +31,7 @@ from core.summarize import (
     SummaryRequest,
 )
 from core.text import estimate_tokens
-from tests.fakes import RecordingSink
+from tests.fakes import RecordingSink, ScriptedModel, timed_stream
 
 MARK = re.compile(r"EXC-\d{4}-MARK")
 PART = re.compile(r"This is part (\d+) of (\d+)")
@@ -506,3 +506,41 @@ def test_build_summarizer_uses_the_summary_model_or_the_answering_model() -> Non
 def test_part_tokens_too_small_for_the_prompt_is_refused() -> None:
     with pytest.raises(ValueError, match="part_tokens"):
         summarizer(RecordingModel(), part_tokens=500)
+
+
+def test_log_lines_from_map_threads_keep_the_conversation_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Parts are summarized on other threads; their log lines still carry the bound keys."""
+    import io
+    import json
+    import logging
+
+    from core.observability import bind, configure_logging
+
+    stream = io.StringIO()
+    configure_logging("INFO", stream=stream)
+    try:
+
+        class Logged(ScriptedModel):
+            def stream(self, prompt):  # type: ignore[no-untyped-def]
+                logging.getLogger("core.test").info("part call")
+                return super().stream(prompt)
+
+        model = Logged(lambda p: timed_stream(["partial"]))
+        excerpts = tuple(Excerpt("word " * 800, f"page {i}") for i in range(8))
+        summarizer = Summarizer(
+            model,
+            part_tokens=1000,
+            concurrency=4,
+            inference=InferenceSettings(),
+            edit_interval=0.01,
+        )
+        with bind(conversation_id="slack#T1#C1#summaries"):
+            summarizer.summarize(SummaryRequest("doc", "document", excerpts), RecordingSink())
+        lines = [json.loads(ln) for ln in stream.getvalue().splitlines() if ln.startswith("{")]
+        calls = [ln for ln in lines if ln.get("message") == "part call"]
+        seen = [ln.get("conversation_id", "") for ln in calls]
+        assert len(calls) > 2 and set(seen) == {"slack#T1#C1#summaries"}
+    finally:
+        configure_logging("INFO")
