@@ -22,7 +22,9 @@ EVENT_SCOPE = {
     "file_deleted": "files:read",
 }
 # Scopes needed by Web API calls rather than events: replies, names, command and shortcut.
-CALL_SCOPES = {"chat:write", "users:read", "commands"}
+# Scopes for Web API calls the product makes (not for events): posting, names, the command,
+# and conversations.info/members to check who may see a linked thread.
+CALL_SCOPES = {"chat:write", "users:read", "commands", "channels:read", "groups:read"}
 
 
 @pytest.fixture(scope="module")

@@ -183,3 +183,35 @@ def test_rate_limited_history_reads_are_explained(slack: Harness) -> None:
     command(slack, "")
     private = [m["text"] for m in slack.standin.ephemeral_messages("C1")]
     assert private and "rate" in private[0].lower()
+
+
+def test_a_thread_link_into_a_private_channel_needs_the_asker_to_be_a_member(
+    slack: Harness,
+) -> None:
+    slack.standin.add_channel("G5", "secret-project")
+    root = slack.standin.add_message("G5", "MARK-secret launch plan", "U1")
+    slack.standin.add_message("G5", "MARK-secret2 details", "U1", thread_ts=root)
+    slack.standin.on(
+        "conversations.info", lambda p: {"channel": {"id": p["channel"], "is_private": True}}
+    )
+    slack.standin.on("conversations.members", lambda p: {"members": ["U1", "UBOT"]})
+    link = f"https://standin.slack.com/archives/G5/p{root.replace('.', '')}"
+
+    outsider = sr.slash_command(
+        "/summarize", text=link, user="U2", response_url=slack.standin.response_url("C1")
+    )
+    slack.send(outsider)
+    slack.settle()
+    (refusal,) = slack.standin.ephemeral_messages("C1")
+    assert "can't see" in refusal["text"]
+    assert summary_prompts(slack) == [] and not [
+        m for m in slack.standin.messages("G5", root) if m.get("bot_id")
+    ]
+
+    member = sr.slash_command(
+        "/summarize", text=link, user="U1", response_url=slack.standin.response_url("C1")
+    )
+    slack.send(member)
+    slack.settle()
+    assert markers(summary_prompts(slack)) == {"MARK-secret", "MARK-secret2"}
+    assert len([m for m in slack.standin.messages("G5", root) if m.get("bot_id")]) == 1

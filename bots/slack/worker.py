@@ -32,6 +32,9 @@ from core.jobs import Job, JobRouter, turn_from_payload
 from core.knowledge.base import KnowledgeStore
 from core.summarize import Summarizer, SummaryRequest
 
+THREAD_NOT_VISIBLE = (
+    "That thread is in a channel you can't see (or in another workspace), so I won't summarize it."
+)
 BOT_DISPLAY_NAME = "assistant"  # manifest/slack/manifest.yml: features.bot_user.display_name
 _TARGETS = {t.__name__: t for t in (ChannelWindow, ChannelCount, ThreadRef, FileTarget)}
 
@@ -116,7 +119,7 @@ class SlackWorker:
         target = _TARGETS[str(p["target_type"])](**p["target"])
         try:
             request, post_channel, thread_ts = self._summary_request(
-                team, channel, target, str(p.get("channel_name") or "")
+                team, channel, target, str(p.get("channel_name") or ""), user
             )
         except SummaryUnavailable as exc:
             log.info("summary unavailable", extra={"cause": exc.cause})
@@ -142,8 +145,32 @@ class SlackWorker:
         except (SlackApiError, OSError) as exc:
             log.warning("could not answer privately", extra={"detail": type(exc).__name__})
 
+    def _check_can_see(self, channel: str, user: str) -> None:
+        """A thread link may point into another channel: the bot reads with its own rights, so
+        it first checks that the person asking is allowed to see that channel. Public channels
+        are open to everyone in the workspace; private ones need membership."""
+        try:
+            info = self._client.conversations_info(channel=channel)["channel"]
+            if not (info.get("is_private") or info.get("is_im") or info.get("is_mpim")):
+                return
+            cursor = None
+            while True:
+                page = self._client.conversations_members(
+                    channel=channel, cursor=cursor, limit=1000
+                )
+                if user in page.get("members", []):
+                    return
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    break
+        except SlackApiError as exc:
+            raise SummaryUnavailable(
+                THREAD_NOT_VISIBLE, cause="slack_" + str(exc.response.get("error"))
+            ) from exc
+        raise SummaryUnavailable(THREAD_NOT_VISIBLE, cause="requester_not_member")
+
     def _summary_request(
-        self, team: str, channel: str, target: object, channel_name: str
+        self, team: str, channel: str, target: object, channel_name: str, user: str
     ) -> tuple[SummaryRequest, str, str | None]:
         """What to summarize, and where the summary goes (channel, thread ts)."""
         if isinstance(target, FileTarget):
@@ -159,6 +186,8 @@ class SlackWorker:
             return SummaryRequest(record.file_name, "document", excerpts), channel, None
         if not isinstance(target, ChannelWindow | ChannelCount | ThreadRef):
             raise SummaryUnavailable("I don't know how to summarize that.")
+        if isinstance(target, ThreadRef) and target.channel != channel:
+            self._check_can_see(target.channel, user)
         history = self._history.read(target, channel=channel, channel_name=channel_name)
         if isinstance(target, ThreadRef):
             return history.request("this thread"), target.channel, target.ts
