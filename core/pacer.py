@@ -231,6 +231,22 @@ class _Run:
         return reply
 
     def _give_up(self, exc: SinkError) -> Reply:
+        """The platform refused an edit: one best-effort final message, so the placeholder is
+        not left behind where the platform still takes a message at all."""
+        if self.ref is not None:
+            note = (
+                f"{self.text.rstrip()}\n\n⚠️ {GENERIC_ERROR}"
+                if self.text.strip()
+                else f"⚠️ {GENERIC_ERROR}"
+            )
+            failed = Reply(text=self.text, sources=(), complete=False, error=exc.cause)
+            try:
+                self.sink.finish(self.ref, note[: self.limit], failed)
+            except ChatbotError:
+                log.error(
+                    "final message refused too; the reply stays as it was",
+                    extra={"cause": exc.cause},
+                )
         return Reply(text=self.text, sources=self.sources, complete=False, error=exc.cause)
 
     # -- edits ------------------------------------------------------------------------------

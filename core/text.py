@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# C0/C1 control characters except tab and newline; DEL; lone surrogates (from bad JSON escapes).
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+# C0/C1 control characters except tab and newline; DEL; lone surrogates (from bad JSON escapes);
+# zero-width and bidi format characters, which can hide text or split a tag.
+_CONTROL = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]"
+)
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 

@@ -182,3 +182,18 @@ def test_chunking_is_linear_not_quadratic() -> None:
     pieces = split_text(text, 1200, 200)
     assert time.perf_counter() - started < 1.0
     assert len(pieces) > len(text) // 1200
+
+
+def test_the_indexer_refuses_more_text_than_it_can_embed_with_a_clear_line() -> None:
+    from core.domain import FileRef
+    from core.files.ingest import FileIndexer
+    from core.files.types import FileTooLarge
+    from core.knowledge.sqlite import SqliteKnowledgeStore
+
+    store = SqliteKnowledgeStore(":memory:")
+    indexer = FileIndexer(store, max_chunks=3)
+    text = ("A sentence about deployments and their owners. " * 200).encode()
+    with pytest.raises(FileTooLarge) as caught:
+        indexer.ingest("slack#T1#C1", FileRef("F1", "long.txt", "text/plain"), text)
+    assert "long.txt" in caught.value.user_message and "3" in caught.value.user_message
+    assert store.list_files("slack#T1#C1") == []

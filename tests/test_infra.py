@@ -569,7 +569,7 @@ def test_worker_reads_the_queue_in_batches_with_partial_failures(
     (event,) = props(template, "WorkerFunction")["Events"].values()
     assert event["Type"] == "SQS"
     assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["JobQueue", "Arn"]}
-    assert event["Properties"]["BatchSize"] == 10
+    assert event["Properties"]["BatchSize"] == 1
     assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
 

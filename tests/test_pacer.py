@@ -271,3 +271,11 @@ def test_message_too_long_below_the_advertised_limit_is_split_smaller() -> None:
     assert any(c.op.endswith("!") for c in sink.calls)
     assert reply.complete
     assert_no_placeholder_left(sink)
+
+
+def test_a_refused_edit_mid_stream_still_replaces_the_placeholder_when_it_can() -> None:
+    # Edits are refused for good (say the message was deleted), but a final finish works.
+    sink = RecordingSink(fail=lambda op, n: refuse("update")(op, n))
+    reply = ReplyPacer(sink, interval=0.01).deliver(timed_stream(["partial answer"], delay=0.05))
+    assert not reply.complete and reply.error == "sink_error"
+    assert sink.calls[-1].op == "finish" and GENERIC_ERROR in sink.messages["m0"]

@@ -254,3 +254,35 @@ def test_the_canary_never_reaches_a_bedrock_request_made_from_another_channel(
     first, second = bedrock_standin.requests
     assert "purple-giraffe-42" in json.dumps(first.body)  # the check can see the canary
     assert "purple-giraffe" not in json.dumps(second.body)
+
+
+def test_a_mention_carrying_a_file_reads_the_file_first_whichever_event_comes_first(
+    slack: Harness,
+) -> None:
+    payload = slack.standin.add_file(
+        "F11", "facts.md", f"# Facts\n\n{CANARY}\n".encode(), "text/markdown"
+    )
+    ts = sr.new_ts()
+    text = "<@UBOT> what is the canary phrase?"
+    mention = sr.app_mention(text, ts=ts)
+    mention["files"] = [payload]
+    share_event = sr.message(text, ts=ts, subtype="file_share", files=[payload])
+    slack.send(sr.event_callback(mention))  # the mention first
+    slack.send(sr.event_callback(share_event))
+    slack.settle()
+    assert len(slack.model.prompts) == 1
+    assert "purple-giraffe-42" in slack.model.prompts[0].passages[0].text
+
+
+def test_a_storage_failure_while_reading_a_file_gets_one_line_not_silence(
+    slack: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.errors import StoreError
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise StoreError("ProvisionedThroughputExceededException")
+
+    monkeypatch.setattr(slack.app.jobs._handlers["slack.file"].__self__._indexer, "ingest", broken)  # type: ignore[attr-defined]
+    event = share(slack, "F12", "notes.txt", b"some notes", "text/plain")
+    (line,) = bot_lines(slack, "C1", event["ts"])
+    assert line.startswith("I couldn't read notes.txt right now")

@@ -105,3 +105,12 @@ def test_blocks_never_send_an_empty_markdown_block() -> None:
     assert message_blocks("", ())[0]["text"].strip() == ""
     assert message_blocks("", ())[0]["text"] != ""
     assert sources_line((SourceCitation("S1", "a"),)) == "*Sources:* [S1] a"
+
+
+def test_a_network_failure_is_a_short_retry_for_the_pacer_not_a_crash() -> None:
+    # Nothing listens on this port: the connection is refused.
+    client = WebClient(token="xoxb-test-dummy", base_url="http://127.0.0.1:9/api/", timeout=2)
+    s = SlackReplySink(client, channel="C1", thread_ts=None, workspace="T1", budget=EditBudget(60))
+    with pytest.raises(RateLimited) as caught:
+        s.post("hello")
+    assert caught.value.retry_after == 1.0

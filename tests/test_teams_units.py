@@ -4,6 +4,7 @@ the reply sink's fallbacks, credential rules, and where botbuilder may be import
 from __future__ import annotations
 
 import ast
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -409,3 +410,36 @@ def test_only_bots_teams_imports_botbuilder() -> None:
                 if any(n.split(".")[0] in ("botbuilder", "botframework", "msrest") for n in names):
                     offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
+
+
+def test_activities_from_other_bot_framework_channels_are_ignored(tmp_path: Path) -> None:
+    from bots.http import HttpRequest, Routes
+    from bots.teams.ingress import install_ingress
+    from core.config import Settings
+    from tests.standins import teams as tm
+
+    enqueued: list[object] = []
+    routes = Routes()
+    install_ingress(
+        routes, enqueued.append, Settings(data_dir=tmp_path), allow_unauthenticated=True
+    )
+    for channel, expected in (("webchat", 0), ("directline", 0), ("emulator", 1), ("msteams", 2)):
+        activity = tm.personal_message("hi", service_url="http://127.0.0.1:9/")
+        activity["channelId"] = channel
+        response = routes.dispatch(
+            HttpRequest("POST", "/api/messages", body=json.dumps(activity).encode())
+        )
+        assert response.status in (200, 202) and len(enqueued) == expected
+
+
+def test_the_local_host_refuses_unauthenticated_teams_off_loopback(tmp_path: Path) -> None:
+    from bots.http import HttpRequest
+    from bots.local.app import build_local_app
+    from core.config import Settings
+
+    app = build_local_app(Settings(data_dir=tmp_path, host="0.0.0.0"))  # noqa: S104 - the point
+    try:
+        response = app.routes.dispatch(HttpRequest("POST", "/api/messages", body=b"{}"))
+    finally:
+        app.close()
+    assert response.status == 503 and b"127.0.0.1" in response.body

@@ -21,6 +21,10 @@ from core.jobs import JobRouter
 from core.runtime import Knowledge, build_assistant, build_knowledge, build_summarizer
 from core.summarize import Summarizer
 
+TEAMS_NEEDS_AUTH = (
+    "Teams without MICROSOFT_APP_ID is allowed only on 127.0.0.1: set the Bot Framework "
+    "credentials to listen on another address"
+)
 SLACK_NOT_CONFIGURED = "Slack is not configured: set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN"
 
 
@@ -93,8 +97,13 @@ def build_local_app(
     from bots.teams.worker import install_worker as install_teams_worker
 
     # With no MICROSOFT_APP_ID the local host (and only it) takes unauthenticated activities,
-    # which is what the Bot Framework Emulator and local tests send.
-    install_teams_ingress(routes, queue.enqueue, settings, allow_unauthenticated=True)
+    # which is what the Bot Framework Emulator and local tests send, and only while it listens
+    # on loopback: bound to another address (or behind a tunnel) nobody else may post activities.
+    loopback = settings.host in ("127.0.0.1", "localhost", "::1")
+    if loopback or settings.microsoft_app_id:
+        install_teams_ingress(routes, queue.enqueue, settings, allow_unauthenticated=loopback)
+    else:
+        routes.add("POST", "/api/messages", lambda _: HttpResponse.error(503, TEAMS_NEEDS_AUTH))
     install_teams_worker(
         jobs,
         assistant,

@@ -89,8 +89,11 @@ def from_event(body: Mapping[str, Any]) -> SlackTurn | None:
 
 
 def strip_mentions(text: str, bot: str) -> str:
-    """Remove mentions of the bot (the question is what is left); other mentions stay."""
-    return _MENTION.sub(lambda m: "" if m.group(1) == bot else m.group(0), text).strip()
+    """Remove mentions of the bot (the question is what is left); other mentions stay. Slack
+    escapes ``&``, ``<`` and ``>`` in message text; they are unescaped here so the model reads
+    what the person typed, and so the prompt's fences see (and defang) any tag in it."""
+    text = _MENTION.sub(lambda m: "" if m.group(1) == bot else m.group(0), text).strip()
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def _file(data: Mapping[str, Any]) -> FileRef:

@@ -31,7 +31,12 @@ class SharedFile:
 def shared_files(body: Mapping[str, Any]) -> list[SharedFile]:
     """Files shared by a person in a ``message`` event (subtype ``file_share``)."""
     event = body.get("event") or {}
-    if event.get("type") != "message" or event.get("subtype") != "file_share":
+    # A share reaches us as ``message``/``file_share``, and, when it also mentions the bot, as
+    # ``app_mention`` with the same files: either may come first, and both map to the same
+    # file jobs (same dedupe ids), so the file is read before the question whichever wins.
+    is_share = event.get("type") == "message" and event.get("subtype") == "file_share"
+    is_mention_with_files = event.get("type") == "app_mention" and bool(event.get("files"))
+    if not (is_share or is_mention_with_files):
         return []
     if event.get("bot_id"):
         return []

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from core.domain import Reply, SourceCitation
 from core.errors import MessageTooLong, RateLimited, SinkError
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 # sources block.
 MAX_MARKDOWN_CHARS = 11_000
 FALLBACK_CHARS = 3_000  # the notification text; Slack has refused long ``text`` near 4,000
+NETWORK_RETRY_SECONDS = 1.0
 _TOO_LONG = frozenset({"msg_too_long", "msg_blocks_too_long", "invalid_blocks"})
 
 
@@ -110,6 +111,10 @@ class SlackReplySink:
             return fn(**kwargs)
         except SlackApiError as exc:
             raise _translate(method, exc) from exc
+        except (SlackRequestError, OSError) as exc:
+            # The network, not Slack: a short wait and the pacer's bounded retries.
+            log.warning("slack unreachable", extra={"method": method, "detail": type(exc).__name__})
+            raise RateLimited(NETWORK_RETRY_SECONDS, f"{method}: {type(exc).__name__}") from exc
 
 
 def _translate(method: str, exc: SlackApiError) -> Exception:

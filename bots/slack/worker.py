@@ -26,12 +26,15 @@ from bots.slack.summaries import (
 from core.assistant import Assistant
 from core.config import Settings
 from core.domain import ConversationKey, FileRef
+from core.errors import ChatbotError
 from core.files.ingest import FileIndexer
 from core.files.types import FileRejected
 from core.jobs import Job, JobRouter, turn_from_payload
 from core.knowledge.base import KnowledgeStore
 from core.summarize import Summarizer, SummaryRequest
 
+FILE_FAILED = "I couldn't read {name} right now (a temporary error on my side). Share it again?"
+SUMMARY_FAILED = "I couldn't prepare that summary right now (a temporary error). Try again soon?"
 THREAD_NOT_VISIBLE = (
     "That thread is in a channel you can't see (or in another workspace), so I won't summarize it."
 )
@@ -94,6 +97,11 @@ class SlackWorker:
             )
             self._assistant.notify(sink, exc.user_message, error=exc.cause)
             return
+        except (ChatbotError, OSError) as exc:  # storage, embedding model, network
+            cause = str(getattr(exc, "cause", type(exc).__name__))
+            log.error("shared file could not be indexed", extra={"cause": cause})
+            self._assistant.notify(sink, FILE_FAILED.format(name=file.name), error=cause)
+            return
         where = "this conversation" if key.channel.startswith("D") else "this channel"
         verb = "I already have" if result.already_indexed else "I've read"
         self._assistant.notify(
@@ -124,6 +132,10 @@ class SlackWorker:
         except SummaryUnavailable as exc:
             log.info("summary unavailable", extra={"cause": exc.cause})
             self._tell_privately(channel, user, str(p.get("response_url") or ""), exc.message)
+            return
+        except (ChatbotError, SlackApiError, OSError) as exc:
+            log.error("summary could not be prepared", extra={"cause": type(exc).__name__})
+            self._tell_privately(channel, user, str(p.get("response_url") or ""), SUMMARY_FAILED)
             return
         sink = SlackReplySink(
             self._client,

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
+import requests
 from botbuilder.core import BotFrameworkAdapter, BotFrameworkAdapterSettings, TurnContext
 from botbuilder.schema import Activity, ConversationReference
 from botframework.connector.aio import ConnectorClient
@@ -139,6 +140,12 @@ class TeamsConnector:
             )
         except (HttpOperationError, ClientRequestError) as exc:
             raise translate(op, exc) from exc
+        except (requests.RequestException, OSError) as exc:
+            # The network, not Teams: the pacer waits briefly and retries, bounded.
+            log.warning(
+                "teams connector unreachable", extra={"op": op, "detail": type(exc).__name__}
+            )
+            raise RateLimited(1.0, f"teams {op}: {type(exc).__name__}") from exc
         except PermissionError as exc:  # MSAL refused the app id / password / tenant
             log.error("teams credentials rejected", extra={"op": op, "detail": str(exc)})
             failure = SinkError(f"teams {op}: no token for the bot: {exc}")

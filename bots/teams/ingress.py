@@ -49,6 +49,7 @@ def teams_route(
     or inconsistent (``allow_unauthenticated`` is for the local host only)."""
     identity = bot_identity(settings) if allow_unauthenticated else require_credentials(settings)
     authenticator = TeamsAuthenticator(identity)
+    allowed_channels = {"msteams"} | ({"emulator"} if not authenticator.enabled else set())
     if not authenticator.enabled:
         log.warning("teams ingress runs unauthenticated (no MICROSOFT_APP_ID): local use only")
 
@@ -66,6 +67,13 @@ def teams_route(
             return HttpResponse.error(401, "unauthorized")
         except AuthUnavailable:
             return HttpResponse.error(503, "cannot validate tokens right now")
+        if activity.channel_id not in allowed_channels:
+            # Direct Line, Web Chat and the rest share the Bot Framework's tokens but let their
+            # clients write fields (attachments, tenant) that Teams itself vouches for.
+            log.warning(
+                "activity from another channel ignored", extra={"channel": activity.channel_id}
+            )
+            return HttpResponse(200)
         try:
             event = from_activity(activity)
         except ValueError as exc:  # e.g. an id a ConversationKey cannot hold

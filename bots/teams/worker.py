@@ -16,6 +16,7 @@ from bots.teams.sink import SendBudget, TeamsReplySink
 from core.assistant import Assistant
 from core.config import Settings
 from core.domain import ConversationKey, FileRef, Role, Turn
+from core.errors import ChatbotError
 from core.files.ingest import FileIndexer
 from core.files.types import FileRejected
 from core.jobs import Job, JobRouter, turn_from_payload
@@ -86,6 +87,12 @@ class TeamsWorker:
         except SummaryUnavailable as exc:
             self._assistant.notify(sink, exc.message)
             return
+        except ChatbotError as exc:  # a storage error reading history or files
+            log.error("summary could not be prepared", extra={"cause": exc.cause})
+            self._assistant.notify(
+                sink, "I couldn't prepare that summary right now. Try again soon?"
+            )
+            return
         if self._summarizer is None:
             self._assistant.notify(sink, "Summaries are not enabled on this deployment.")
             return
@@ -133,6 +140,10 @@ class TeamsWorker:
         except FileRejected as exc:
             log.warning("uploaded file not indexed", extra={"cause": exc.cause})
             self._assistant.notify(sink, exc.user_message, error=exc.cause)
+            return
+        except (ChatbotError, OSError) as exc:  # storage, embedding model, network
+            log.error("uploaded file could not be indexed", extra={"cause": type(exc).__name__})
+            self._assistant.notify(sink, f"I couldn't read {file.name} right now. Upload it again?")
             return
         verb = "I already have" if result.already_indexed else "I've read"
         self._assistant.notify(

@@ -18,6 +18,7 @@ from core.domain import FileRef
 from core.files.chunking import chunk
 from core.files.extract import extract
 from core.files.raw import RawFileStore
+from core.files.types import FileTooLarge
 from core.knowledge.base import FileRecord, KnowledgeStore, StoredChunk
 
 if TYPE_CHECKING:
@@ -40,8 +41,10 @@ class FileIndexer:
         raw: RawFileStore | None = None,
         embedder: Embedder | None = None,
         max_bytes: int = 25 * 1024 * 1024,
+        max_chunks: int = 3000,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._max_chunks = max_chunks
         self._store = store
         self._raw = raw
         self._embedder = embedder
@@ -63,6 +66,16 @@ class FileIndexer:
 
         document = extract(file.name, file.mime_type, data, max_bytes=self._max_bytes)
         pieces = chunk(document)
+        if len(pieces) > self._max_chunks:
+            # Within the byte limit but too much text to embed in one worker run: say so.
+            raise FileTooLarge(
+                f"{len(pieces)} chunks over the {self._max_chunks} limit",
+                user_message=(
+                    f"I can't read {document.name}: it holds more text than I can take in "
+                    f"({len(pieces):,} passages; my limit is {self._max_chunks:,}). "
+                    "Share a shorter part of it?"
+                ),
+            )
         chunks = [
             StoredChunk(
                 scope, file.file_id, document.name, p.index, p.location, p.text, file.permalink
