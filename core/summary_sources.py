@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core.knowledge.base import FileRecord, KnowledgeStore
-from core.summarize import Excerpt
+from core.summarize import Excerpt, SummaryRequest
 
 _QUOTES = "\"'`“”‘’"
 
@@ -119,3 +119,9 @@ def _overlap(before: str, after: str, longest: int = 1000) -> int:
         if before.endswith(after[:size]):
             return size
     return 0
+
+
+def file_summary_request(store: KnowledgeStore, scope: str, name: str | None) -> SummaryRequest:
+    """What to summarize for "summarize file [name]": the named file, or the latest one."""
+    record = file_by_name(store, scope, name) if name else latest_file(store, scope)
+    return SummaryRequest(record.file_name, "document", file_excerpts(store, record))

@@ -19,9 +19,6 @@ from bots.slack.summaries import (
     SummaryUnavailable,
     ThreadRef,
     UserNames,
-    file_by_name,
-    file_excerpts,
-    latest_file,
 )
 from core.assistant import Assistant
 from core.config import Settings
@@ -32,6 +29,7 @@ from core.files.types import FileRejected
 from core.jobs import Job, JobRouter, turn_from_payload
 from core.knowledge.base import KnowledgeStore
 from core.summarize import Summarizer, SummaryRequest
+from core.summary_sources import file_summary_request
 
 FILE_FAILED = "I couldn't read {name} right now (a temporary error on my side). Share it again?"
 SUMMARY_FAILED = "I couldn't prepare that summary right now (a temporary error). Try again soon?"
@@ -189,13 +187,7 @@ class SlackWorker:
             if self._knowledge is None:
                 raise SummaryUnavailable("Files are not enabled on this deployment.")
             scope = f"slack#{team}#{channel}"
-            record = (
-                file_by_name(self._knowledge, scope, target.name)
-                if target.name
-                else latest_file(self._knowledge, scope)
-            )
-            excerpts = file_excerpts(self._knowledge, record)
-            return SummaryRequest(record.file_name, "document", excerpts), channel, None
+            return file_summary_request(self._knowledge, scope, target.name), channel, None
         if not isinstance(target, ChannelWindow | ChannelCount | ThreadRef):
             raise SummaryUnavailable("I don't know how to summarize that.")
         if isinstance(target, ThreadRef) and target.channel != channel:

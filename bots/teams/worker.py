@@ -22,7 +22,7 @@ from core.files.types import FileRejected
 from core.jobs import Job, JobRouter, turn_from_payload
 from core.knowledge.base import KnowledgeStore
 from core.summarize import Excerpt, Summarizer, SummaryRequest
-from core.summary_sources import SummaryUnavailable, file_by_name, file_excerpts, latest_file
+from core.summary_sources import SummaryUnavailable, file_summary_request
 
 log = logging.getLogger(__name__)
 MAX_SUMMARY_TURNS = 1000
@@ -102,15 +102,7 @@ class TeamsWorker:
         if rest.lower().startswith("file"):
             if self._knowledge is None:
                 raise SummaryUnavailable("Files are not enabled on this deployment.")
-            name = rest[4:].strip()
-            record = (
-                file_by_name(self._knowledge, key.scope, name)
-                if name
-                else latest_file(self._knowledge, key.scope)
-            )
-            return SummaryRequest(
-                record.file_name, "document", file_excerpts(self._knowledge, record)
-            )
+            return file_summary_request(self._knowledge, key.scope, rest[4:].strip() or None)
         if rest:
             raise SummaryUnavailable(SUMMARIZE_USAGE)
         turns = self._assistant.conversation(key, MAX_SUMMARY_TURNS)

@@ -26,7 +26,7 @@ from typing import Any
 from core.domain import ConversationKey, Role, Turn
 from core.errors import StoreError, TurnAlreadyStored
 from core.history.base import HistoryStore, files_from_json, files_to_json
-from core.text import decode_lenient
+from core.sqlite import open_database
 
 logger = logging.getLogger(__name__)
 
@@ -85,19 +85,7 @@ class SqliteHistoryStore(HistoryStore):
         self._clock = clock
         self._lock = threading.Lock()
         self._last_purge = float("-inf")
-        in_memory = str(path) == ":memory:"
-        try:
-            if not in_memory:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(str(path), check_same_thread=False, timeout=10.0)
-            self._conn.text_factory = decode_lenient
-            if not in_memory:
-                self._conn.execute("PRAGMA journal_mode=WAL")
-                self._conn.execute("PRAGMA synchronous=NORMAL")
-            with self._conn:
-                self._conn.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"opening history database {path}: {exc}") from exc
+        self._conn = open_database(path, _SCHEMA, what="history")
 
     def append_turn(self, turn: Turn) -> None:
         key = turn.key

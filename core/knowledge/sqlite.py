@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 from core.domain import Passage, SourceCitation
 from core.errors import StoreError
 from core.knowledge.base import FileRecord, KnowledgeStore, StoredChunk
-from core.text import decode_lenient
+from core.sqlite import open_database
 
 if TYPE_CHECKING:
     import numpy as np
@@ -217,19 +217,7 @@ class SqliteKnowledgeStore(KnowledgeStore):
         self._vector_cache: OrderedDict[tuple[str, int], _ScopeVectors] = OrderedDict()
         self._vector_cache_bytes = vector_cache_bytes
         self._data_version = -1
-        in_memory = str(path) == ":memory:"
-        try:
-            if not in_memory:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(str(path), check_same_thread=False, timeout=10.0)
-            self._conn.text_factory = decode_lenient
-            if not in_memory:
-                self._conn.execute("PRAGMA journal_mode=WAL")
-                self._conn.execute("PRAGMA synchronous=NORMAL")
-            with self._conn:
-                self._conn.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"opening knowledge database {path}: {exc}") from exc
+        self._conn = open_database(path, _SCHEMA, what="knowledge")
 
     # --- writes ------------------------------------------------------------------------------
 
