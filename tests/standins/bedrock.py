@@ -20,19 +20,18 @@ import json
 import re
 import socket
 import struct
-import sys
 import threading
 import time
 import zlib
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import unquote
 
 import pytest
+
+from tests.standins import LoopbackHttpService, TrackingHandler
 
 DEFAULT_ANSWER: tuple[str, ...] = ("Hello", " from", " the", " stand-in.")
 
@@ -147,23 +146,7 @@ class RecordedRequest:
 # --- the server ---------------------------------------------------------------------------
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive and chunked transfer encoding
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.standin._track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.standin._track(self.connection, add=False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: tests read ``requests``, not stderr."""
-
+class _Handler(TrackingHandler):  # HTTP/1.1: keep-alive and chunked transfer encoding
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw_body = self.rfile.read(length) if length else b""
@@ -175,7 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw_body or b"{}")
         except ValueError:
             body = {"_raw": raw_body.decode("utf-8", errors="replace")}
-        standin = self.server.standin
+        standin: BedrockStandIn = self.server.standin
         standin._record(
             RecordedRequest(
                 model_id=unquote(match.group("model_id")),
@@ -256,84 +239,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    standin: BedrockStandIn
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client resetting or closing its connection (an abandoned stream, a pooled
-        connection dropped) is normal here; anything else is printed as usual."""
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)
-
-
-class BedrockStandIn:
+class BedrockStandIn(LoopbackHttpService):
     """A scriptable Bedrock Runtime on 127.0.0.1; see the module docstring.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. Thread-safe: the server
     answers each connection on its own thread.
     """
 
+    handler_class = _Handler
+    thread_name = "bedrock-standin"
+    description = "the Bedrock stand-in"
+
     def __init__(self, host: str = "127.0.0.1") -> None:
-        self._host = host
+        super().__init__(host)
         self._lock = threading.Lock()
         self._behaviours: deque[Behaviour] = deque()
         self._requests: list[RecordedRequest] = []
-        self._connections: set[socket.socket] = set()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self.default_behaviour: Behaviour = Stream()
-
-    # lifecycle
-
-    def start(self) -> BedrockStandIn:
-        if self._server is not None:
-            return self
-        server = _Server((self._host, 0), _Handler)
-        server.standin = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            daemon=True,
-            name="bedrock-standin",
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:  # keep-alive connections would otherwise idle on
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> BedrockStandIn:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the Bedrock stand-in is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     # scripting and inspection
 
@@ -368,13 +290,6 @@ class BedrockStandIn:
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
             self._requests.append(request)
-
-    def _track(self, conn: socket.socket, *, add: bool) -> None:
-        with self._lock:
-            if add:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)
 
 
 @pytest.fixture

@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import copy
 import json
-import socket
 import sys
 import threading
 import time
@@ -38,14 +36,13 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
 import pytest
 
 from tests.slack_requests import new_ts, observe_ts, ts_to_micros
+from tests.standins import LoopbackHttpService, TrackingHandler
 
 DEFAULT_BOT_TOKEN = "xoxb-test-dummy"
 DEFAULT_SIGNING_SECRET = "test-signing-secret-dummy"
@@ -132,23 +129,7 @@ class SlackApiFailure(Exception):
 # --- the server ---------------------------------------------------------------------------
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.standin._track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.standin._track(self.connection, add=False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: tests read ``calls``, not stderr."""
-
+class _Handler(TrackingHandler):
     def do_GET(self) -> None:
         self._dispatch()
 
@@ -161,7 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw_body = self.rfile.read(length) if length else b""
         path, _, query = self.path.partition("?")
         headers = {k.lower(): v for k, v in self.headers.items()}
-        standin = self.server.standin
+        standin: SlackStandIn = self.server.standin
         if path.startswith("/api/"):
             method = path[len("/api/") :].strip("/")
             params = _parse_params(query, raw_body, headers.get("content-type", ""))
@@ -204,16 +185,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
         self.wfile.flush()
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    standin: SlackStandIn
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return  # a client dropping a pooled connection is normal
-        super().handle_error(request, client_address)
 
 
 def _parse_params(query: str, body: bytes, content_type: str) -> Params:
@@ -297,7 +268,7 @@ def _block_texts(blocks: list[Any]) -> Iterator[tuple[str, str]]:
                     yield kind, str(item.get("text", ""))
 
 
-class SlackStandIn:
+class SlackStandIn(LoopbackHttpService):
     """A scriptable Slack Web API and workspace on 127.0.0.1; see the module docstring.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. Thread-safe. With
@@ -305,6 +276,10 @@ class SlackStandIn:
     user ``U1`` (Ada Lovelace), the defaults of ``tests.slack_requests``; the bot user always
     exists.
     """
+
+    handler_class = _Handler
+    thread_name = "slack-standin"
+    description = "the Slack stand-in"
 
     def __init__(
         self,
@@ -332,7 +307,7 @@ class SlackStandIn:
         # Real Slack answers an unauthorised file download with its HTML login page and 200.
         self.html_on_unauthorized_download = False
 
-        self._host = host
+        super().__init__(host)
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._channels: dict[str, _Channel] = {}
@@ -344,9 +319,6 @@ class SlackStandIn:
         self._extra_methods: dict[str, MethodHandler] = {}
         self._calls: list[SlackCall] = []
         self._downloads: list[FileDownload] = []
-        self._connections: set[socket.socket] = set()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self.users_info_calls: Counter[str] = Counter()
         self.response_urls: dict[str, str] = {}  # path -> channel, see response_url()
         self.internal_errors: list[str] = []  # stand-in bugs; the fixture fails the test on any
@@ -356,55 +328,7 @@ class SlackStandIn:
             self.add_channel("C1", "general")
             self.add_user("U1", "Ada Lovelace", "ada")
 
-    # lifecycle
-
-    def start(self) -> SlackStandIn:
-        if self._server is not None:
-            return self
-        server = _Server((self._host, 0), _Handler)
-        server.standin = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            daemon=True,
-            name="slack-standin",
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> SlackStandIn:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the Slack stand-in is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+    # addresses
 
     @property
     def api_url(self) -> str:
@@ -715,13 +639,6 @@ class SlackStandIn:
             self._downloads.append(FileDownload(unquote(path), headers, result[0], arrived))
             self._changed.notify_all()
         return result
-
-    def _track(self, conn: socket.socket, *, add: bool) -> None:
-        with self._lock:
-            if add:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)
 
     # workspace internals (called with the lock held)
 

@@ -33,22 +33,19 @@ The module also builds the activities Teams sends (:func:`personal_message`,
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
-import socket
-import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote, unquote
 
 import pytest
+
+from tests.standins import LoopbackHttpService, TrackingHandler
 
 TENANT_ID = "tenant-1111"
 APP_ID = "00000000-0000-0000-0000-00000000b0t1"
@@ -258,23 +255,7 @@ class _Failure:
     when: Callable[[dict[str, Any]], bool] | None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.standin._track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.standin._track(self.connection, add=False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: tests read ``calls``."""
-
+class _Handler(TrackingHandler):
     def do_POST(self) -> None:
         self._dispatch()
 
@@ -289,7 +270,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
-        standin = self.server.standin
+        standin: ConnectorStandIn = self.server.standin
         try:
             status, body, extra = standin._handle(self.command, self.path, headers, raw, arrived)
         except Exception as exc:  # a stand-in bug: answer, and fail the test later
@@ -307,23 +288,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    standin: Any
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return  # a client dropping a pooled connection is normal
-        super().handle_error(request, client_address)
-
-
-class ConnectorStandIn:
+class ConnectorStandIn(LoopbackHttpService):
     """A scriptable Bot Framework connector on 127.0.0.1; see the module docstring."""
 
+    handler_class = _Handler
+    thread_name = "teams-connector-standin"
+    description = "the connector stand-in"
+
     def __init__(self, *, host: str = "127.0.0.1", prefix: str = "/amer/") -> None:
+        super().__init__(host)
         self.max_body_bytes = MAX_ACTIVITY_BYTES
         self.internal_errors: list[str] = []
-        self._host = host
         self._prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -332,59 +307,13 @@ class ConnectorStandIn:
         self._messages: dict[str, dict[str, Any]] = {}  # activity id → the message as shown
         self._order: list[str] = []
         self._ids = itertools.count(1)
-        self._connections: set[socket.socket] = set()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    # lifecycle
-
-    def start(self) -> ConnectorStandIn:
-        if self._server is None:
-            server = _Server((self._host, 0), _Handler)
-            server.standin = self
-            self._server = server
-            self._thread = threading.Thread(
-                target=server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                daemon=True,
-                name="teams-connector-standin",
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> ConnectorStandIn:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    # addresses
 
     @property
     def service_url(self) -> str:
         """What goes in an activity's ``serviceUrl`` (with a trailing slash, like Teams')."""
-        if self._server is None:
-            raise RuntimeError("the connector stand-in is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}{self._prefix}"
+        return self.url + self._prefix
 
     # scripting
 
@@ -435,13 +364,6 @@ class ConnectorStandIn:
         return True
 
     # the server side (called from handler threads)
-
-    def _track(self, conn: socket.socket, *, add: bool) -> None:
-        with self._lock:
-            if add:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)
 
     def _handle(
         self, method: str, raw_path: str, headers: dict[str, str], raw: bytes, arrived: float
@@ -561,13 +483,7 @@ def _rsa_key(name: str) -> Any:
     return _KEYS[name]
 
 
-class _IssuerHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet."""
-
+class _IssuerHandler(TrackingHandler):
     def do_GET(self) -> None:
         issuer: TokenIssuer = self.server.standin
         body = issuer._document(self.path.split("?", 1)[0])
@@ -579,40 +495,19 @@ class _IssuerHandler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
 
-class TokenIssuer:
+class TokenIssuer(LoopbackHttpService):
     """The Bot Framework's token service for inbound requests; see the module docstring."""
 
     key_id = "standin-signing-key"
+    handler_class = _IssuerHandler
+    thread_name = "teams-token-issuer"
+    description = "the token issuer"
 
     def __init__(self, *, endorsements: tuple[str, ...] = ("msteams", "emulator")) -> None:
+        super().__init__()
         self.endorsements = list(endorsements)
         self.fetches: list[str] = []
         self._key = _rsa_key("issuer")
-        self._server: _Server | None = None
-
-    def start(self) -> TokenIssuer:
-        if self._server is None:
-            self._server = _Server(("127.0.0.1", 0), _IssuerHandler)
-            self._server.standin = self
-            threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                daemon=True,
-                name="teams-token-issuer",
-            ).start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "the token issuer is not running"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     @property
     def metadata_url(self) -> str:
