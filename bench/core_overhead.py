@@ -102,6 +102,9 @@ class RecordingSink:
     def update(self, ref: str, text: str) -> None:
         self.calls.append(SinkCall("update", clock(), text))
 
+    def close(self) -> None:
+        """Nothing held: this sink has no rate budget."""
+
     def finish(self, ref: str, text: str, reply: Reply) -> None:
         self.calls.append(SinkCall("finish", clock(), text))
 

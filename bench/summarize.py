@@ -151,6 +151,9 @@ class TimedSink:
         if self.first_text_at is None and text.strip():
             self.first_text_at = clock()
 
+    def close(self) -> None:
+        """Nothing held: this sink has no rate budget."""
+
     def finish(self, ref: str, text: str, reply: Reply) -> None:
         self.finished_at = clock()
         if self.first_text_at is None:

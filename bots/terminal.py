@@ -41,6 +41,9 @@ class TerminalSink:
     def update(self, ref: str, text: str) -> None:
         self._show(ref, text)
 
+    def close(self) -> None:
+        """Nothing held: this sink has no rate budget."""
+
     def finish(self, ref: str, text: str, reply: Reply) -> None:
         self._show(ref, text)
         if reply.sources:

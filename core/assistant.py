@@ -73,7 +73,11 @@ class Assistant:
         return self._model
 
     def pacer(self, sink: ReplySink) -> ReplyPacer:
-        return ReplyPacer(sink, interval=self._settings.edit_interval_seconds)
+        return ReplyPacer(
+            sink,
+            interval=self._settings.edit_interval_seconds,
+            final_wait=self._settings.final_wait_seconds,
+        )
 
     def answer(self, turn: Turn, sink: ReplySink) -> Reply:
         with bind(conversation_id=turn.key.id, turn_id=turn.turn_id):
@@ -96,8 +100,10 @@ class Assistant:
 
         question = replace(turn, text=text, role=Role.USER)
         history = self._load_history(question.key)
-        passages = self._retrieve(question.key, text)
-        notes = (NO_MATCHING_FILES,) if not passages and self._has_files(question.key) else ()
+        # A conversation with no shared files pays for no embedding call and no vector query.
+        has_files = self._has_files(question.key)
+        passages = self._retrieve(question.key, text) if has_files else ()
+        notes = (NO_MATCHING_FILES,) if has_files and not passages else ()
         prompt = build_prompt(
             system_prompt=self._settings.system_prompt,
             question=question,
@@ -174,7 +180,11 @@ class Assistant:
             return False
         try:
             return self._retriever.has_files(key)
-        except StoreError:
+        except StoreError as exc:
+            log.warning("file list unavailable; answering without them", extra={"cause": exc.cause})
+            return False
+        except Exception:  # as in _retrieve: files only enrich the answer
+            log.exception("file list raised unexpectedly; answering without files")
             return False
 
     def _record(self, question: Turn, reply: Reply) -> None:

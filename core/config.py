@@ -63,7 +63,9 @@ class Settings:
     history_max_turns: int = 40
     # Replies.
     edit_interval_seconds: float = 1.0
-    slack_edits_per_minute: int = 45
+    slack_edits_per_minute: int = 50
+    final_wait_seconds: float = 150.0
+    budget_table: str = ""  # empty: rate budgets are counted in each process
     # Shared files.
     max_file_mb: int = 25
     files_bucket: str = ""
@@ -77,6 +79,7 @@ class Settings:
     # Local host.
     host: str = "127.0.0.1"
     port: int = 3000
+    local_workers: int = 64  # in-process queue threads; answers are I/O bound
     # Platform credentials (secrets: never logged, see ``redacted``).
     slack_signing_secret: str = ""
     slack_bot_token: str = ""
@@ -123,6 +126,10 @@ class Settings:
             raise ConfigError("CHATBOT_MAX_FILE_MB must be at least 1")
         if self.slack_edits_per_minute < 1:
             raise ConfigError("CHATBOT_SLACK_EDITS_PER_MINUTE must be at least 1")
+        if self.final_wait_seconds < 0:
+            raise ConfigError("CHATBOT_FINAL_WAIT_SECONDS must not be negative")
+        if self.local_workers < 1:
+            raise ConfigError("CHATBOT_LOCAL_WORKERS must be at least 1")
         if not self.slack_api_url.endswith("/"):
             object.__setattr__(self, "slack_api_url", self.slack_api_url + "/")
 
@@ -161,6 +168,8 @@ _ENV: dict[str, str] = {
     "history_max_turns": "CHATBOT_HISTORY_MAX_TURNS",
     "edit_interval_seconds": "CHATBOT_EDIT_INTERVAL_SECONDS",
     "slack_edits_per_minute": "CHATBOT_SLACK_EDITS_PER_MINUTE",
+    "final_wait_seconds": "CHATBOT_FINAL_WAIT_SECONDS",
+    "budget_table": "CHATBOT_BUDGET_TABLE",
     "max_file_mb": "CHATBOT_MAX_FILE_MB",
     "files_bucket": "CHATBOT_FILES_BUCKET",
     "vector_bucket": "CHATBOT_VECTOR_BUCKET",
@@ -171,6 +180,7 @@ _ENV: dict[str, str] = {
     "secret_id": "CHATBOT_SECRET_ID",
     "host": "CHATBOT_HOST",
     "port": "CHATBOT_PORT",
+    "local_workers": "CHATBOT_LOCAL_WORKERS",
     "slack_signing_secret": "SLACK_SIGNING_SECRET",
     "slack_bot_token": "SLACK_BOT_TOKEN",
     "slack_app_token": "SLACK_APP_TOKEN",

@@ -98,3 +98,9 @@ class RateLimited(ChatbotError):
     def __init__(self, retry_after: float, detail: str = "") -> None:
         super().__init__(detail or f"rate limited, retry after {retry_after:.1f}s")
         self.retry_after = max(0.0, float(retry_after))
+
+
+class BudgetSpent(RateLimited):
+    """Our own rate budget says wait: no call was made, the platform refused nothing."""
+
+    cause = "budget_spent"

@@ -32,6 +32,11 @@ class JobQueue(Protocol):
 
 
 JobHandler = Callable[[Job], None]
+# Tells the person that their job failed for good (a short line where they asked). Must not
+# raise; :meth:`JobRouter.report_failure` still guards against one that does.
+FailureHook = Callable[[Job], None]
+# What a failure hook tells the person, on either platform.
+JOB_FAILED_MESSAGE = "⚠️ Sorry, something went wrong on my side while answering. Please try again."
 
 
 class UnknownJobKind(LookupError):
@@ -43,11 +48,18 @@ class JobRouter:
 
     def __init__(self) -> None:
         self._handlers: dict[str, JobHandler] = {}
+        self._failure_hooks: dict[str, FailureHook] = {}
 
-    def register(self, kind: str, handler: JobHandler) -> None:
+    def register(
+        self, kind: str, handler: JobHandler, *, on_failure: FailureHook | None = None
+    ) -> None:
+        """``on_failure(job)``, if given, tells the person when a job of this kind fails for
+        good: a transport with no redelivery (the local host) calls :meth:`report_failure`."""
         if kind in self._handlers:
             raise ValueError(f"a handler for job kind {kind!r} is already registered")
         self._handlers[kind] = handler
+        if on_failure is not None:
+            self._failure_hooks[kind] = on_failure
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -60,6 +72,21 @@ class JobRouter:
             raise UnknownJobKind(job.kind)
         with bind(conversation_id=job.group, job_id=job.dedupe_id, job_kind=job.kind):
             handler(job)
+
+    def report_failure(self, job: Job) -> bool:
+        """Run the failure hook of the job's kind, so a failed job ends with a word to the
+        person rather than silence. Never raises: it runs after a failure already, and an error
+        here must not hide that one. True if a hook ran to completion."""
+        hook = self._failure_hooks.get(job.kind)
+        if hook is None:
+            return False
+        with bind(conversation_id=job.group, job_id=job.dedupe_id, job_kind=job.kind):
+            try:
+                hook(job)
+            except Exception:
+                log.exception("failure hook raised; the person was not told")
+                return False
+        return True
 
 
 def turn_to_payload(turn: Turn) -> dict[str, Any]:

@@ -7,8 +7,12 @@ Teams about 7 sends a second per thread), so a reply cannot be edited per token.
 - shows the first text as soon as it arrives (the first edit is never held back);
 - then coalesces deltas into at most one edit per interval, and a flush fires on a timer, so
   text that arrived just before the stream stalls is still shown on time;
-- honours a sink's :class:`~core.errors.RateLimited` (``Retry-After``) by waiting that long
-  before the next edit, without losing any text;
+- treats intermediate edits as optional: when the sink says :class:`~core.errors.RateLimited`
+  (its rate budget is spent, or the platform sent ``Retry-After``) the edit is skipped and the
+  next one, later, shows the newest text, so edits thin out under pressure and no text is lost;
+- treats the placeholder and the final edit as required: they wait for the budget and for
+  ``Retry-After`` as long as needed within ``final_wait`` seconds; past that the whole answer is
+  posted as a new message with a short notice, so an answer the model finished is shown finished;
 - splits text over the sink's message limit into continuation messages, at a paragraph, line
   or word boundary, and keeps code fences balanced across the split;
 - always finishes: the last message ends as the whole answer or a readable error, never as the
@@ -30,7 +34,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from core.domain import Reply, SourceCitation
-from core.errors import ChatbotError, MessageTooLong, RateLimited, SinkError
+from core.errors import BudgetSpent, ChatbotError, MessageTooLong, RateLimited, SinkError
 from core.models.base import ModelEvent, StreamEnd, TextDelta
 
 log = logging.getLogger(__name__)
@@ -72,6 +76,10 @@ class ReplySink(Protocol):
         carries the whole answer and its sources for the platform to render."""
         ...
 
+    def close(self) -> None:
+        """The reply is over, finished or not: release what it held (room in a rate budget)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class _Failure:
@@ -81,6 +89,10 @@ class _Failure:
 _END = object()
 _MIN_LIMIT = 500
 _MAX_SHRINKS = 5
+DEFAULT_FINAL_WAIT = 150.0
+# Past the final wait, the answer goes out as a new message; that post may wait this long more.
+LAST_RESORT_WAIT = 30.0
+LATE_NOTICE = "_(Posted as a new message: the platform kept refusing to update the one above.)_"
 
 
 class ReplyPacer:
@@ -92,14 +104,14 @@ class ReplyPacer:
         placeholder: str = PLACEHOLDER,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-        max_send_attempts: int = 6,
+        final_wait: float = DEFAULT_FINAL_WAIT,
     ) -> None:
         self._sink = sink
         self._interval = interval
         self._placeholder = placeholder
         self._clock = clock
         self._sleep = sleep
-        self._max_send_attempts = max_send_attempts
+        self._final_wait = final_wait
 
     # -- public -----------------------------------------------------------------------------
 
@@ -108,12 +120,18 @@ class ReplyPacer:
     ) -> Reply:
         """Stream ``events`` into the sink; returns what was finally shown."""
         run = _Run(self, sources)
-        return run.stream(events)
+        try:
+            return run.stream(events)
+        finally:
+            self._sink.close()
 
     def deliver_message(self, text: str, *, error: str = "") -> Reply:
         """Post a complete message at once (a refusal, an error, a short notice)."""
         run = _Run(self, ())
-        return run.message(text, error=error)
+        try:
+            return run.message(text, error=error)
+        finally:
+            self._sink.close()
 
 
 class _Run:
@@ -128,7 +146,8 @@ class _Run:
         self.start = 0  # where the current message begins in ``text``
         self.prefix = ""  # a reopened code fence carried into a continuation message
         self.shown = ""  # what the current message shows now
-        self.next_edit_at = 0.0
+        self.next_edit_at = 0.0  # intermediate edits wait for this (pacing, budget, Retry-After)
+        self.paced_until = 0.0  # the final waits only for this (the pacing interval)
         self.edits = 0
         self.limit = self.sink.max_chars  # lowered when the platform says "too long"
 
@@ -139,6 +158,8 @@ class _Run:
         reply = Reply(text=text, complete=not error, error=error)
         try:
             self._finish(reply)
+        except RateLimited:
+            return self._post_late(reply)
         except SinkError as exc:
             log.error("reply could not be posted", extra={"cause": exc.cause, "detail": str(exc)})
             return Reply(text=text, complete=False, error=exc.cause)
@@ -148,8 +169,8 @@ class _Run:
 
     def stream(self, events: Iterable[ModelEvent]) -> Reply:
         try:
-            self.ref = self._send(self.sink.post, self.p._placeholder)
-        except SinkError as exc:
+            self.ref = self._send(self.sink.post, self.p._placeholder, wait=self.p._final_wait)
+        except (SinkError, RateLimited) as exc:
             log.error("placeholder could not be posted", extra={"cause": exc.cause})
             _close(events)
             return Reply(text="", complete=False, error=exc.cause)
@@ -225,9 +246,29 @@ class _Run:
         )
         try:
             self._finish(reply)
+        except RateLimited:
+            return self._post_late(reply)
         except SinkError as exc:
             log.error("final edit refused by the platform", extra={"cause": exc.cause})
             return Reply(text=answer, sources=self.sources, complete=False, error=exc.cause)
+        return reply
+
+    def _post_late(self, reply: Reply) -> Reply:
+        """The final edit waited past its deadline (edits stay refused): the rest of the answer
+        as a new message (a post counts against another budget), with a line saying why, so
+        the person sees it finished. Its sources follow if the platform takes one more edit."""
+        log.error("final edit still rate limited at its deadline; posting the answer anew")
+        body = f"{self._body().rstrip()}\n\n{LATE_NOTICE}"[-self.limit :]
+        try:
+            ref = self._send(self.sink.post, body, wait=LAST_RESORT_WAIT)
+        except (RateLimited, SinkError) as exc:
+            log.error("the answer could not be posted anew either", extra={"cause": exc.cause})
+            return Reply(text=reply.text, sources=reply.sources, complete=False, error=exc.cause)
+        self.ref, self.shown = ref, body
+        try:
+            self._send(self.sink.finish, ref, body, reply, wait=0.0)
+        except ChatbotError:
+            log.warning("answer posted anew without its sources")
         return reply
 
     def _give_up(self, exc: SinkError) -> Reply:
@@ -254,21 +295,25 @@ class _Run:
     def _body(self) -> str:
         return self.prefix + self.text[self.start :]
 
-    def _split_overflow(self) -> None:
+    def _split_overflow(self, *, final: bool = False, wait: float | None = None) -> None:
         """While the current message is over the limit, close it and continue in a new one."""
+        wait = self.p._final_wait if wait is None else wait
         limit = self.limit
         while len(self._body()) > limit:
             head, tail_prefix, consumed = _split(self._body(), limit, len(self.prefix))
             assert self.ref is not None
             ref = self.ref
-            self._send(self.sink.update, ref, head)
+            if final:  # the head of a split final is required too
+                self._send(self.sink.finish, ref, head, Reply(text=head), wait=wait)
+            else:
+                self._send(self.sink.update, ref, head, wait=wait)
             self.start += consumed
             self.prefix = tail_prefix
             self.shown = ""
             body = self._body()
             fits = len(body) <= limit
             first = body if fits else self.p._placeholder
-            self.ref = self._send(self.sink.post, first)
+            self.ref = self._send(self.sink.post, first, wait=wait)
             self.shown = body if fits else ""
 
     def _edit(self) -> bool:
@@ -282,13 +327,17 @@ class _Run:
                 self.shown = body
                 self.edits += 1
         except RateLimited as exc:
-            self.next_edit_at = self.p._clock() + max(exc.retry_after, self.p._interval)
-            log.info("edit rate limited", extra={"retry_after": exc.retry_after})
+            # Optional: skipped, and the next try shows whatever is newest by then.
+            now = self.p._clock()
+            self.next_edit_at = now + max(exc.retry_after, self.p._interval)
+            if not isinstance(exc, BudgetSpent):  # the platform's Retry-After binds the final too
+                self.paced_until = max(self.paced_until, now + exc.retry_after)
+            log.debug("edit skipped: rate limited", extra={"retry_after": exc.retry_after})
             return False
         except MessageTooLong:
             self._shrink()
             return False
-        self.next_edit_at = self.p._clock() + self.p._interval
+        self.next_edit_at = self.paced_until = self.p._clock() + self.p._interval
         return True
 
     def _shrink(self) -> None:
@@ -297,10 +346,11 @@ class _Run:
         self.limit = max(_MIN_LIMIT, refused // 2)
         log.warning("message too long for the platform", extra={"new_limit": self.limit})
 
-    def _finish(self, reply: Reply) -> None:
+    def _finish(self, reply: Reply, *, wait: float | None = None) -> None:
+        wait = self.p._final_wait if wait is None else wait
         for _ in range(_MAX_SHRINKS):
             try:
-                self._finish_once(reply)
+                self._finish_once(reply, wait)
                 return
             except MessageTooLong:
                 if self.limit <= _MIN_LIMIT:
@@ -308,37 +358,39 @@ class _Run:
                 self._shrink()
         raise MessageTooLong("still too long after splitting")
 
-    def _finish_once(self, reply: Reply) -> None:
+    def _finish_once(self, reply: Reply, wait: float) -> None:
         """Final content: split what is over the limit, then one ``finish`` on the last message,
-        waiting out the pacing interval and any ``Retry-After`` first."""
+        after the pacing interval; rate limits are waited out within ``wait`` seconds."""
         if self.ref is None:
             body = self._body()
             fits = len(body) <= self.limit
-            self.ref = self._send(self.sink.post, body if fits else self.p._placeholder)
+            self.ref = self._send(self.sink.post, body if fits else self.p._placeholder, wait=wait)
             if fits:
                 ref = self.ref
-                self._send(self.sink.finish, ref, body, reply)
+                self._send(self.sink.finish, ref, body, reply, wait=wait)
                 return
-        wait = self.next_edit_at - self.p._clock()
-        if wait > 0:
-            self.p._sleep(wait)
-        self._split_overflow()
+        pause = self.paced_until - self.p._clock()
+        if pause > 0:
+            self.p._sleep(pause)
+        self._split_overflow(final=True, wait=wait)
         body = self._body()
         ref = self.ref
         assert ref is not None
-        self._send(self.sink.finish, ref, body, reply)
+        self._send(self.sink.finish, ref, body, reply, wait=wait)
 
-    def _send(self, call: Callable[..., str | None], *args: object) -> str:
-        """Run one sink call, waiting out rate limits; bounded, then it gives up loudly."""
-        for attempt in range(1, self.p._max_send_attempts + 1):
+    def _send(self, call: Callable[..., str | None], *args: object, wait: float) -> str:
+        """Run one required sink call, waiting out rate limits for up to ``wait`` seconds;
+        past that the last :class:`RateLimited` is raised."""
+        deadline = self.p._clock() + wait
+        while True:
             try:
                 return call(*args) or ""
             except RateLimited as exc:
-                if attempt == self.p._max_send_attempts:
-                    raise SinkError(f"still rate limited after {attempt} attempts") from exc
-                log.info("send rate limited", extra={"retry_after": exc.retry_after})
-                self.p._sleep(max(exc.retry_after, 0.05))
-        raise SinkError("unreachable")  # pragma: no cover
+                left = deadline - self.p._clock()
+                if left <= 0:
+                    raise
+                log.debug("send rate limited", extra={"retry_after": exc.retry_after})
+                self.p._sleep(min(max(exc.retry_after, 0.05), left))
 
 
 def _split(body: str, limit: int, prefix_len: int) -> tuple[str, str, int]:

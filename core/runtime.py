@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.assistant import Assistant, Retriever
+from core.budget import LocalRateBudget, RateBudget
 from core.config import Settings
 from core.domain import Reply, Turn
 from core.files.ingest import FileIndexer
@@ -36,6 +37,16 @@ def build_history(settings: Settings) -> HistoryStore:
     return SqliteHistoryStore(
         settings.data_dir / "history.sqlite3", retention_days=settings.history_retention_days
     )
+
+
+def build_rate_budget(settings: Settings) -> RateBudget:
+    """Chat platforms' rate limits, counted across every container through DynamoDB when
+    ``CHATBOT_BUDGET_TABLE`` is set, else in this process."""
+    if settings.budget_table:
+        from core.budget.dynamodb import DynamoDbRateBudget
+
+        return DynamoDbRateBudget(settings.budget_table, region=settings.aws_region)
+    return LocalRateBudget()
 
 
 def build_model(settings: Settings, *, model_id: str = "") -> ChatModel:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from core.domain import Passage, Reply, Role, SourceCitation
 from core.errors import ModelError, ModelUnavailable
 from core.models.base import ChatModel, InferenceSettings, ModelEvent, StreamEnd, TextDelta
-from core.pacer import ReplyPacer, ReplySink
+from core.pacer import DEFAULT_FINAL_WAIT, ReplyPacer, ReplySink
 from core.prompt import Prompt, PromptMessage, defang
 from core.text import clean_text, estimate_tokens, truncate_to_tokens
 
@@ -212,6 +212,7 @@ class Summarizer:
         inference: InferenceSettings,
         edit_interval: float,
         map_attempts: int = 2,
+        final_wait: float = DEFAULT_FINAL_WAIT,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -235,6 +236,7 @@ class Summarizer:
             stop_sequences=inference.stop_sequences,
         )
         self._edit_interval = edit_interval
+        self._final_wait = final_wait
         self._map_attempts = map_attempts
 
     @classmethod
@@ -247,6 +249,7 @@ class Summarizer:
                 max_tokens=settings.max_answer_tokens, temperature=settings.temperature
             ),
             edit_interval=settings.edit_interval_seconds,
+            final_wait=settings.final_wait_seconds,
         )
 
     @property
@@ -255,7 +258,12 @@ class Summarizer:
 
     def summarize(self, request: SummaryRequest, sink: ReplySink) -> Reply:
         """Summarize ``request`` into ``sink``; returns what was finally shown."""
-        pacer = ReplyPacer(sink, interval=self._edit_interval, placeholder=PLACEHOLDER)
+        pacer = ReplyPacer(
+            sink,
+            interval=self._edit_interval,
+            placeholder=PLACEHOLDER,
+            final_wait=self._final_wait,
+        )
         title = _one_line(request.title) or UNTITLED
         items = [
             _Item(text, e.label, e.label, e.label)

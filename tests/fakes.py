@@ -31,6 +31,7 @@ class RecordingSink:
     messages: dict[str, str] = field(default_factory=dict)
     fail: Callable[[str, int], Exception | None] = lambda op, n: None
     clock: Callable[[], float] = time.monotonic
+    closed: int = 0  # how many times the pacer said the reply is over
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _record(self, op: str, ref: str, text: str, reply: Reply | None = None) -> None:
@@ -49,6 +50,9 @@ class RecordingSink:
 
     def update(self, ref: str, text: str) -> None:
         self._record("update", ref, text)
+
+    def close(self) -> None:
+        self.closed += 1
 
     def finish(self, ref: str, text: str, reply: Reply) -> None:
         self._record("finish", ref, text, reply)

@@ -16,6 +16,7 @@ from moto.server import ThreadedMotoServer
 
 import bots.aws.ingress as ingress
 import bots.aws.worker as worker
+from core.budget.dynamodb import table_definition as rate_budget_table
 from core.history.dynamodb import create_table
 
 
@@ -86,6 +87,7 @@ def provision_aws(
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
+    dynamodb.create_table(**rate_budget_table(f"budgets-{suffix}"))
     secret_arn = boto3.client("secretsmanager").create_secret(
         Name=f"chatbot-{suffix}", SecretString=json.dumps(secret)
     )["ARN"]
@@ -95,6 +97,7 @@ def provision_aws(
         "CHATBOT_QUEUE_URL": queue_url,
         "CHATBOT_HISTORY_TABLE": f"history-{suffix}",
         "CHATBOT_IDEMPOTENCY_TABLE": f"idempotency-{suffix}",
+        "CHATBOT_BUDGET_TABLE": f"budgets-{suffix}",
         "CHATBOT_SECRET_ID": secret_arn,
         "CHATBOT_EDIT_INTERVAL_SECONDS": "0.05",
     }
@@ -108,4 +111,5 @@ def provision_aws(
         "queue_url": queue_url,
         "dynamodb": dynamodb,
         "history": f"history-{suffix}",
+        "budgets": f"budgets-{suffix}",
     }

@@ -195,13 +195,29 @@ def test_redelivered_turn_is_stored_once(settings: Settings, store: SqliteHistor
 
 
 class FixedRetriever:
-    def __init__(self, passages: list[Passage]) -> None:
+    def __init__(self, passages: list[Passage], *, files: bool = True) -> None:
         self.passages = passages
+        self.files = files
         self.asked: list[tuple[ConversationKey, str]] = []
 
     def retrieve(self, key: ConversationKey, query: str) -> list[Passage]:
         self.asked.append((key, query))
         return self.passages
+
+    def has_files(self, key: ConversationKey) -> bool:
+        return self.files
+
+
+def test_a_conversation_with_no_files_pays_for_no_retrieval(
+    settings: Settings, store: SqliteHistoryStore
+) -> None:
+    source = SourceCitation("S1", "handbook.pdf", "page 4")
+    retriever = FixedRetriever([Passage(source, "Refunds take 5 days.")], files=False)
+    model = echo_model()
+    reply = make(settings, store, model, retriever).answer(turn("Refunds?"), RecordingSink())
+    assert retriever.asked == []  # no embedding call, no vector query
+    assert "<document" not in model.prompts[0].messages[-1].text
+    assert reply.complete and reply.sources == ()
 
 
 def test_retrieved_passages_are_fenced_as_data_and_returned_as_sources(
@@ -257,7 +273,7 @@ class BrokenRetriever:
         raise AttributeError("a bug in retrieval")
 
     def has_files(self, key: ConversationKey) -> bool:
-        return False
+        return True
 
 
 def test_a_bug_in_retrieval_never_silences_the_answer(

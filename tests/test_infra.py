@@ -14,6 +14,7 @@ import pytest
 from cfnlint.api import lint_file
 from cfnlint.decode import decode
 
+from core.budget.dynamodb import table_definition as rate_budget_table_definition
 from core.config import ENVIRONMENT_NAMES, Settings
 from core.errors import ModelError
 from core.files.raw import S3RawFileStore, raw_key
@@ -203,10 +204,23 @@ def test_idempotency_table_has_the_powertools_default_schema(template: dict[str,
     assert p["BillingMode"] == "PAY_PER_REQUEST"
 
 
+def test_rate_budget_table_is_exactly_the_one_the_code_uses(template: dict[str, Any]) -> None:
+    p = props(template, "RateBudgetTable")
+    expected = rate_budget_table_definition("x")
+    assert p["KeySchema"] == expected["KeySchema"]
+    assert p["AttributeDefinitions"] == expected["AttributeDefinitions"]
+    assert p["BillingMode"] == expected["BillingMode"]
+    assert p["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    worker = template["Resources"]["WorkerFunction"]["Properties"]["Environment"]["Variables"]
+    assert worker["CHATBOT_BUDGET_TABLE"] == {"Ref": "RateBudgetTable"}
+    timeout = template["Resources"]["WorkerFunction"]["Properties"]["Timeout"]
+    assert 0 < int(worker["CHATBOT_FINAL_WAIT_SECONDS"]) < timeout - 60  # room for the answer
+
+
 def test_every_table_and_queue_is_encrypted(template: dict[str, Any]) -> None:
     tables = resources(template, "AWS::DynamoDB::Table")
     queues = resources(template, "AWS::SQS::Queue")
-    assert set(tables) == {"HistoryTable", "IdempotencyTable", "KnowledgeTable"}
+    assert set(tables) == {"HistoryTable", "IdempotencyTable", "KnowledgeTable", "RateBudgetTable"}
     assert all(t["Properties"]["SSESpecification"]["SSEEnabled"] is True for t in tables.values())
     assert all(q["Properties"]["SqsManagedSseEnabled"] is True for q in queues.values())
 
@@ -390,6 +404,8 @@ def test_worker_grants_name_exact_resources(template: dict[str, Any]) -> None:
         "Fn::Sub": "${HistoryTable.Arn}/index/" + USER_INDEX
     }
     assert by_sid["IdempotencyRecords"]["Resource"] == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
+    assert set(by_sid["RateBudgets"]["Action"]) == {"dynamodb:GetItem", "dynamodb:PutItem"}
+    assert by_sid["RateBudgets"]["Resource"] == {"Fn::GetAtt": ["RateBudgetTable", "Arn"]}
     assert by_sid["ConsumeJobs"]["Resource"] == {"Fn::GetAtt": ["JobQueue", "Arn"]}
     assert "sqs:SendMessage" not in by_sid["ConsumeJobs"]["Action"]
 
@@ -612,8 +628,11 @@ def test_environment_names_are_the_configuration_contract(template: dict[str, An
 def test_only_the_worker_gets_the_file_settings(template: dict[str, Any]) -> None:
     assert not FILE_SETTINGS & set(template["Globals"]["Function"]["Environment"]["Variables"])
     assert "Environment" not in props(template, "IngressFunction")
-    env = props(template, "WorkerFunction")["Environment"]["Variables"]
-    assert set(env) == FILE_SETTINGS
+    env = dict(props(template, "WorkerFunction")["Environment"]["Variables"])
+    reply_settings = {"CHATBOT_BUDGET_TABLE", "CHATBOT_FINAL_WAIT_SECONDS"}  # the worker's too
+    assert set(env) == FILE_SETTINGS | reply_settings
+    for name in reply_settings:
+        del env[name]
     params = {
         **defaults(template),
         "FilesBucket": "files-bucket",

@@ -19,7 +19,7 @@ from bots.local.server import LocalServer
 from core.assistant import Assistant
 from core.config import Settings
 from core.history.sqlite import SqliteHistoryStore
-from core.jobs import Job
+from core.jobs import JOB_FAILED_MESSAGE, Job
 from core.models.offline import OFFLINE_BANNER
 from core.pacer import PLACEHOLDER
 from tests.fakes import ScriptedModel, timed_stream
@@ -217,3 +217,34 @@ def test_lazy_route_is_built_once_on_first_use() -> None:
         t.join()
     assert route(HttpRequest("POST", "/y")).status == 200
     assert built == [1]
+
+
+def test_a_job_that_fails_ends_with_a_word_to_the_person_not_silence(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, edit_interval_seconds=0.01)
+
+    class BuggyAssistant(Assistant):
+        def answer(self, turn, sink):  # type: ignore[no-untyped-def]
+            raise RuntimeError("a bug in the worker")
+
+    assistant = BuggyAssistant(
+        settings=settings,
+        history=SqliteHistoryStore(tmp_path / "h.db"),
+        model=ScriptedModel(lambda p: timed_stream(["never"])),
+    )
+    app = build_local_app(settings, assistant=assistant)
+    server = LocalServer(("127.0.0.1", 0), app.routes)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        body = json.dumps({"text": "hello?", "thread": "oops"}).encode()
+        assert call(server.url + "/local/messages", "POST", body)[0] == 202
+        assert app.queue.join(10)
+        status, transcript = call(server.url + "/local/messages?thread=oops")
+    finally:
+        server.shutdown()
+        server.server_close()
+        app.close()
+    assert status == 200 and app.queue.failures == 1
+    assert [(m["author"], m["text"]) for m in transcript["messages"]] == [
+        ("local-user", "hello?"),
+        ("assistant", JOB_FAILED_MESSAGE),
+    ]

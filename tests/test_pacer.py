@@ -13,10 +13,23 @@ import pytest
 
 from core.errors import ModelStreamInterrupted, ModelThrottled
 from core.models.base import StreamEnd, TextDelta
-from core.pacer import EMPTY_ANSWER, GENERIC_ERROR, PLACEHOLDER, ReplyPacer
+from core.pacer import EMPTY_ANSWER, GENERIC_ERROR, LATE_NOTICE, PLACEHOLDER, ReplyPacer
 from tests.fakes import RecordingSink, SinkCall, rate_limit_on, refuse, timed_stream
 
 SLACK = 0.005  # clock granularity allowance for lower-bound checks
+
+
+class FakeClock:
+    """A clock that moves only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def edits(sink: RecordingSink) -> list[float]:
@@ -123,13 +136,15 @@ def test_rate_limited_placeholder_is_retried() -> None:
     assert_no_placeholder_left(sink)
 
 
-def test_endless_rate_limiting_gives_up_with_a_named_error_instead_of_spinning() -> None:
-    sink = RecordingSink(fail=lambda op, n: rate_limit_on(op, range(1, 100), 0.0)(op, n))
-    reply = ReplyPacer(sink, interval=0.01, sleep=lambda s: None, max_send_attempts=3).deliver(
-        timed_stream(["x"])
-    )
-    assert sink.ops().count("post!") == 3
-    assert not reply.complete and reply.error == "sink_error"
+def test_endless_rate_limiting_gives_up_at_the_deadline_instead_of_spinning() -> None:
+    clock = FakeClock()
+    sink = RecordingSink(fail=lambda op, n: rate_limit_on(op, range(1, 1000), 1.0)(op, n))
+    pacer = ReplyPacer(sink, interval=0.01, clock=clock, sleep=clock.sleep, final_wait=10.0)
+    reply = pacer.deliver(timed_stream(["x"]))
+    assert 10 <= sink.ops().count("post!") <= 12  # one try a second for ten seconds
+    assert clock.now - FakeClock().now == pytest.approx(10.0)
+    assert not reply.complete and reply.error == "rate_limited"
+    assert sink.closed == 1
 
 
 def test_refused_placeholder_stops_and_closes_the_model_stream() -> None:
@@ -279,3 +294,43 @@ def test_a_refused_edit_mid_stream_still_replaces_the_placeholder_when_it_can() 
     reply = ReplyPacer(sink, interval=0.01).deliver(timed_stream(["partial answer"], delay=0.05))
     assert not reply.complete and reply.error == "sink_error"
     assert sink.calls[-1].op == "finish" and GENERIC_ERROR in sink.messages["m0"]
+
+
+def test_a_final_edit_waits_out_long_rate_limits_and_is_delivered() -> None:
+    clock = FakeClock()
+    sink = RecordingSink(fail=rate_limit_on("finish", range(1, 40), retry_after=5.0))
+    pacer = ReplyPacer(sink, interval=0.01, clock=clock, sleep=clock.sleep, final_wait=300.0)
+    reply = pacer.deliver(timed_stream(["complete", " answer"]))
+    assert sink.ops().count("finish!") == 39 and sink.ops()[-1] == "finish"
+    assert sink.messages["m0"] == "complete answer" and reply.complete
+    assert sink.closed == 1
+
+
+def test_past_the_final_wait_the_answer_is_posted_anew_with_a_notice() -> None:
+    clock = FakeClock()
+    sink = RecordingSink(fail=rate_limit_on("finish", range(1, 1000), retry_after=5.0))
+    pacer = ReplyPacer(sink, interval=0.01, clock=clock, sleep=clock.sleep, final_wait=60.0)
+    reply = pacer.deliver(timed_stream(["complete", " answer"]))
+    assert 12 <= sink.ops().count("finish!") <= 14  # one try every 5 s for a minute, then:
+    late = [c for c in sink.calls if c.op == "post"][-1]
+    assert late.ref == "m1" and late.text == f"complete answer\n\n{LATE_NOTICE}"
+    assert reply.complete and reply.text == "complete answer"
+    assert_no_placeholder_left_unless_superseded(sink)
+
+
+def test_intermediate_edits_are_skipped_not_waited_for_when_rate_limited() -> None:
+    slept: list[float] = []
+    sink = RecordingSink(fail=rate_limit_on("update", range(1, 1000), retry_after=30.0))
+    chunks = [f"w{i} " for i in range(20)]
+    pacer = ReplyPacer(sink, interval=0.01, sleep=slept.append)
+    reply = pacer.deliver(timed_stream(chunks, delay=0.005))
+    assert sink.ops().count("update!") == 1  # tried once, then nothing until the final
+    assert 30.0 not in slept  # the stream was never held up waiting for an optional edit
+    assert sink.ops()[-1] == "finish" and sink.messages["m0"] == "".join(chunks)
+    assert reply.complete
+
+
+def assert_no_placeholder_left_unless_superseded(sink: RecordingSink) -> None:
+    """The first message may stay partial only when the whole answer follows it."""
+    last = [c for c in sink.calls if c.op == "post"][-1]
+    assert sink.messages[last.ref] != PLACEHOLDER

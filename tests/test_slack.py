@@ -67,12 +67,14 @@ def build_harness(
     **overrides: Any,
 ) -> Harness:
     settings = Settings(
-        data_dir=tmp_path / data,
-        slack_signing_secret=sr.DEFAULT_SIGNING_SECRET,
-        slack_bot_token=standin.bot_token,
-        slack_api_url=standin.api_url,
-        edit_interval_seconds=0.05,
-        **overrides,
+        **{
+            "data_dir": tmp_path / data,
+            "slack_signing_secret": sr.DEFAULT_SIGNING_SECRET,
+            "slack_bot_token": standin.bot_token,
+            "slack_api_url": standin.api_url,
+            "edit_interval_seconds": 0.05,
+            **overrides,
+        }
     )
     harness_ref: dict[str, Harness] = {}
     scripted = ScriptedModel(lambda p: harness_ref["h"].answer(p))

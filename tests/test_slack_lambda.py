@@ -81,6 +81,12 @@ def test_mention_through_api_gateway_sqs_and_the_worker(
     assert "what is the SLA?" in request.body["messages"][-1]["content"][0]["text"]
     items = aws["dynamodb"].scan(TableName=aws["history"])["Items"]
     assert sorted(i["role"]["S"] for i in items) == ["assistant", "user"]
+    # Slack's calls were counted in the table every worker container shares.
+    budgets = aws["dynamodb"].scan(TableName=aws["budgets"])["Items"]
+    assert {i["scope"]["S"] for i in budgets} == {
+        "slack:T1:chat.update",
+        "slack:T1:C1:chat.postMessage",
+    }
 
 
 def test_retries_are_deduplicated_by_sqs_and_by_the_idempotency_table(

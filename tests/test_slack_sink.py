@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from slack_sdk import WebClient
 
-from bots.slack.sink import EditBudget, SlackReplySink, message_blocks, sources_line
+from bots.slack.sink import SlackLimits, SlackReplySink, message_blocks, sources_line
+from core.budget import LocalRateBudget
 from core.domain import Reply, SourceCitation
 from core.errors import MessageTooLong, RateLimited, SinkError
 from tests.standins.slack import SlackStandIn
@@ -19,44 +20,69 @@ class Clock:
         return self.now
 
 
-def test_budget_allows_a_burst_then_paces_to_the_per_minute_rate() -> None:
-    clock = Clock()
-    budget = EditBudget(45, clock=clock)
-    assert [budget.take("T1") for _ in range(10)] == [0.0] * 10  # a short burst
-    wait = budget.take("T1")
-    assert wait == pytest.approx(60 / 45, rel=1e-6)  # then one edit per 1.33 s
-    clock.now += wait
-    assert budget.take("T1") == 0.0
-    assert budget.take("T2") == 0.0  # each workspace has its own budget
+def limits(per_minute: int = 600, clock: Clock | None = None) -> SlackLimits:
+    return SlackLimits(LocalRateBudget(clock=clock or Clock()), per_minute)
 
 
-def test_budget_over_a_minute_never_exceeds_the_rate_plus_the_burst() -> None:
-    clock = Clock()
-    budget = EditBudget(45, clock=clock)
-    granted = 0
-    for _ in range(6000):  # try every 10 ms for a minute
-        if budget.take("T1") == 0.0:
-            granted += 1
-        clock.now += 0.01
-    assert granted <= 45 + 10
-
-
-def sink(standin: SlackStandIn, budget: EditBudget | None = None) -> SlackReplySink:
+def sink(
+    standin: SlackStandIn, budget: SlackLimits | None = None, channel: str = "C1"
+) -> SlackReplySink:
     client = WebClient(token=standin.bot_token, base_url=standin.api_url)
     return SlackReplySink(
-        client, channel="C1", thread_ts=None, workspace="T1", budget=budget or EditBudget(600)
+        client, channel=channel, thread_ts=None, workspace="T1", limits=budget or limits()
     )
 
 
-def test_a_spent_budget_defers_the_edit_without_calling_slack(slack_standin: SlackStandIn) -> None:
+def test_edits_count_per_workspace_and_keep_room_for_the_final(
+    slack_standin: SlackStandIn,
+) -> None:
+    slack_standin.add_channel("C2", "random")
     clock = Clock()
-    s = sink(slack_standin, EditBudget(1, clock=clock))
+    shared = limits(3, clock)
+    s = sink(slack_standin, shared)
     ref = s.post("placeholder")
-    s.update(ref, "first edit")  # the single token
+    s.update(ref, "first text")  # the first text may take any free slot
+    s.update(ref, "more text")  # leaves one slot: this reply's final
     with pytest.raises(RateLimited) as caught:
-        s.update(ref, "second edit")
-    assert caught.value.retry_after == pytest.approx(60.0)
+        s.update(ref, "even more")  # would take the final's slot
+    assert caught.value.retry_after == pytest.approx(61.0)
+    s.finish(ref, "the answer", Reply("the answer"))  # the final takes it
+    assert [c.params["blocks"][0]["text"] for c in slack_standin.calls_to("chat.update")] == [
+        "first text",
+        "more text",
+        "the answer",
+    ]
+    other = sink(slack_standin, shared, channel="C2")  # same workspace, other channel
+    other_ref = other.post("placeholder")  # posts count per channel: not held up
+    with pytest.raises(RateLimited):
+        other.finish(other_ref, "late", Reply("late"))  # edits count per workspace
+    clock.now += 61.5
+    other.finish(other_ref, "late", Reply("late"))
+
+
+def test_posts_count_per_channel_with_a_short_burst(slack_standin: SlackStandIn) -> None:
+    slack_standin.add_channel("C2", "random")
+    clock = Clock()
+    shared = limits(clock=clock)
+    in_c1 = sink(slack_standin, shared)
+    for _ in range(3):
+        in_c1.post("hello")
+    with pytest.raises(RateLimited) as caught:
+        in_c1.post("hello")
+    assert caught.value.retry_after == pytest.approx(4.0)
+    sink(slack_standin, shared, channel="C2").post("hello")  # another channel is not held up
+    assert len(slack_standin.calls_to("chat.postMessage")) == 4
+
+
+def test_a_final_edit_that_repeats_what_is_shown_is_not_sent(slack_standin: SlackStandIn) -> None:
+    s = sink(slack_standin)
+    ref = s.post("placeholder")
+    s.update(ref, "the whole answer")
+    s.finish(ref, "the whole answer", Reply("the whole answer"))
     assert len(slack_standin.calls_to("chat.update")) == 1
+    sources = (SourceCitation("S1", "runbook.md"),)
+    s.finish(ref, "the whole answer", Reply("the whole answer", sources))  # sources: a change
+    assert len(slack_standin.calls_to("chat.update")) == 2
 
 
 @pytest.mark.parametrize(
@@ -110,7 +136,7 @@ def test_blocks_never_send_an_empty_markdown_block() -> None:
 def test_a_network_failure_is_a_short_retry_for_the_pacer_not_a_crash() -> None:
     # Nothing listens on this port: the connection is refused.
     client = WebClient(token="xoxb-test-dummy", base_url="http://127.0.0.1:9/api/", timeout=2)
-    s = SlackReplySink(client, channel="C1", thread_ts=None, workspace="T1", budget=EditBudget(60))
+    s = SlackReplySink(client, channel="C1", thread_ts=None, workspace="T1", limits=limits())
     with pytest.raises(RateLimited) as caught:
         s.post("hello")
     assert caught.value.retry_after == 1.0

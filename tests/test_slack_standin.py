@@ -7,6 +7,8 @@ import os
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
+from collections.abc import Callable
 from types import SimpleNamespace
 from urllib.parse import parse_qs
 
@@ -209,6 +211,121 @@ def test_scripted_errors_are_fifo(slack_standin: SlackStandIn, client: WebClient
     assert errors == ["channel_not_found", "invalid_auth"]
     assert client.chat_postMessage(channel="C1", text="x")["ok"]
     assert slack_standin.messages("C1")[0]["text"] == "x"
+
+
+class FakeClock:
+    """The stand-in's rate clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _refusal(call: Callable[[], object]) -> tuple[int, str, str]:
+    with pytest.raises(SlackApiError) as excinfo:
+        call()
+    response = excinfo.value.response
+    return response.status_code, str(response["error"]), str(response.headers["Retry-After"])
+
+
+def test_chat_update_tier_3_sliding_window(slack_standin: SlackStandIn, client: WebClient) -> None:
+    clock = FakeClock()
+    slack_standin.clock = clock
+    slack_standin.enforce_rate_limits(update_per_minute=50, post_per_second=1.0, post_burst=3)
+    ts = client.chat_postMessage(channel="C1", text="draft")["ts"]
+
+    for i in range(50):
+        clock.now = 1000.0 + i * 0.2  # the first at 1000.0, the last at 1009.8
+        client.chat_update(channel="C1", ts=ts, text=f"edit {i}")
+    clock.now = 1010.0
+    assert _refusal(lambda: client.chat_update(channel="C1", ts=ts, text="one too many")) == (
+        429,
+        "ratelimited",
+        "50",  # the oldest accepted call leaves the window at 1060.0
+    )
+    assert slack_standin.messages("C1")[0]["text"] == "edit 49"  # refused: nothing changed
+
+    clock.now = 1059.5  # refusals do not count toward the window; it is still full
+    assert _refusal(lambda: client.chat_update(channel="C1", ts=ts, text="x"))[2] == "1"
+    clock.now = 1060.0  # the first edit has left the window: exactly one slot is free
+    client.chat_update(channel="C1", ts=ts, text="after the window")
+    assert _refusal(lambda: client.chat_update(channel="C1", ts=ts, text="x"))[0] == 429
+
+    updates = slack_standin.calls_to("chat.update")
+    assert [c.status for c in updates].count(429) == 3
+    assert slack_standin.rate_limited == Counter({"chat.update": 3})
+    assert updates[-1].response == {"ok": False, "error": "ratelimited"}
+    assert slack_standin.messages("C1")[0]["text"] == "after the window"
+
+
+def test_chat_post_message_bucket_per_channel(
+    slack_standin: SlackStandIn, client: WebClient
+) -> None:
+    clock = FakeClock()
+    slack_standin.clock = clock
+    slack_standin.add_channel("C2", "random")
+    slack_standin.enforce_rate_limits(post_per_second=1.0, post_burst=3)
+
+    for i in range(3):
+        client.chat_postMessage(channel="C1", text=f"burst {i}")
+    assert _refusal(lambda: client.chat_postMessage(channel="C1", text="4th")) == (
+        429,
+        "ratelimited",
+        "1",
+    )
+    for i in range(3):  # another channel has its own bucket
+        client.chat_postMessage(channel="C2", text=f"other {i}")
+
+    clock.now += 0.5  # half a token: still refused, and told to wait the rest of a second
+    assert _refusal(lambda: client.chat_postMessage(channel="C1", text="x"))[2] == "1"
+    clock.now += 0.5
+    client.chat_postMessage(channel="C1", text="refilled")
+    assert _refusal(lambda: client.chat_postMessage(channel="C1", text="x"))[0] == 429
+
+    assert [m["text"] for m in slack_standin.messages("C1")] == [
+        "burst 0",
+        "burst 1",
+        "burst 2",
+        "refilled",
+    ]
+    assert len(slack_standin.messages("C2")) == 3
+    assert slack_standin.rate_limited["chat.postMessage"] == 3
+    statuses = [c.status for c in slack_standin.calls_to("chat.postMessage")]
+    assert statuses == [200, 200, 200, 429, 200, 200, 200, 429, 200, 429]
+
+
+def test_rate_limits_are_off_by_default_and_can_be_turned_off(
+    slack_standin: SlackStandIn, client: WebClient
+) -> None:
+    assert slack_standin.rate_limits is None
+    ts = client.chat_postMessage(channel="C1", text="draft")["ts"]
+    for i in range(60):
+        client.chat_update(channel="C1", ts=ts, text=f"edit {i}")
+    for i in range(5):
+        client.chat_postMessage(channel="C1", text=f"post {i}")
+
+    slack_standin.enforce_rate_limits(update_per_minute=1)
+    client.chat_update(channel="C1", ts=ts, text="within")
+    with pytest.raises(SlackApiError):
+        client.chat_update(channel="C1", ts=ts, text="over")
+    slack_standin.disable_rate_limits()
+    client.chat_update(channel="C1", ts=ts, text="free again")
+
+    assert all(c.status == 200 for c in slack_standin.calls if c.params.get("text") != "over")
+    assert slack_standin.rate_limited == Counter({"chat.update": 1})
+
+
+def test_a_rate_limited_call_leaves_scripted_failures_queued(
+    slack_standin: SlackStandIn, client: WebClient
+) -> None:
+    slack_standin.clock = FakeClock()
+    slack_standin.enforce_rate_limits(post_burst=1)
+    client.chat_postMessage(channel="C1", text="first")
+    slack_standin.fail_next("chat.postMessage", error="channel_not_found")
+    assert _refusal(lambda: client.chat_postMessage(channel="C1", text="x"))[1] == "ratelimited"
+    assert slack_standin.pending_failures("chat.postMessage") == 1
 
 
 def test_msg_too_long(slack_standin: SlackStandIn, client: WebClient) -> None:

@@ -32,7 +32,8 @@ from bots.teams.events import (
     split_conversation_id,
 )
 from bots.teams.ingress import install_ingress
-from bots.teams.sink import SendBudget, TeamsReplySink, with_sources
+from bots.teams.sink import TeamsLimits, TeamsReplySink, with_sources
+from core.budget import Limit, LocalRateBudget, Priority
 from core.config import ConfigError, Settings
 from core.domain import Reply, SourceCitation
 from core.errors import MessageTooLong, RateLimited, SinkError
@@ -142,24 +143,29 @@ class FakeClock:
 
 def test_the_budget_allows_seven_sends_a_second_per_conversation() -> None:
     clock = FakeClock()
-    budget = SendBudget(clock=clock)
-    assert [budget.take("c1") for _ in range(7)] == [0.0] * 7
-    assert budget.take("c1") == pytest.approx(1.0)
-    assert budget.take("c2") == 0.0  # another thread has its own budget
+    budget = LocalRateBudget(clock=clock)
+    limits = TeamsLimits(budget)
+    c1, c2 = limits.conversation("c1"), limits.conversation("c2")
+    required = Priority.REQUIRED
+    assert [budget.take(c1, "r", required) for _ in range(7)] == [0.0] * 7
+    assert budget.take(c1, "r", required) == pytest.approx(1.0)
+    assert budget.take(c2, "r", required) == 0.0  # another thread has its own budget
     clock.now += 1.0
-    assert budget.take("c1") == 0.0  # 8 in 2 s is allowed
-    assert budget.take("c1") == pytest.approx(1.0)  # the 9th in 2 s is not
+    assert budget.take(c1, "r", required) == 0.0  # 8 in 2 s is allowed
+    assert budget.take(c1, "r", required) == pytest.approx(1.0)  # the 9th in 2 s is not
 
 
 def test_the_budget_allows_sixty_sends_in_thirty_seconds() -> None:
     clock = FakeClock()
-    budget = SendBudget(clock=clock)
+    budget = LocalRateBudget(clock=clock)
+    scope = TeamsLimits(budget).conversation("c")
     for _ in range(60):
-        assert budget.take("c") == 0.0
+        assert budget.take(scope, "r", Priority.REQUIRED) == 0.0
         clock.now += 0.4
-    assert budget.take("c") == pytest.approx(6.0)  # until the first of the 60 is 30 s old
+    # until the first of the 60 is 30 s old
+    assert budget.take(scope, "r", Priority.REQUIRED) == pytest.approx(6.0)
     clock.now += 31
-    assert budget.take("c") == 0.0
+    assert budget.take(scope, "r", Priority.REQUIRED) == 0.0
 
 
 # --- connector errors -----------------------------------------------------------------------
@@ -225,7 +231,7 @@ class FakeConnector:
             raise error
 
 
-def make_sink(connector: FakeConnector, budget: SendBudget | None = None) -> TeamsReplySink:
+def make_sink(connector: FakeConnector, limits: TeamsLimits | None = None) -> TeamsReplySink:
     reference = ConversationReference().deserialize(
         {"conversation": {"id": "a:1chat"}, "serviceUrl": URL, "channelId": "msteams"}
     )
@@ -233,7 +239,7 @@ def make_sink(connector: FakeConnector, budget: SendBudget | None = None) -> Tea
         connector,  # type: ignore[arg-type]
         reference=reference,
         reply_to_id="17",
-        budget=budget or SendBudget(limits=((1.0, 1000),)),
+        limits=limits or TeamsLimits(LocalRateBudget(), (Limit(1.0, 1000),)),
     )
 
 
@@ -248,13 +254,15 @@ def test_the_placeholder_is_a_typing_indicator_and_the_message_starts_with_text(
     assert connector.calls[1:] == [("send", "message", "Hello"), ("update", "m2", "Hello world")]
 
 
-def test_typing_is_skipped_when_the_budget_is_spent() -> None:
+def test_typing_is_skipped_when_the_budget_cannot_spare_a_send() -> None:
     connector = FakeConnector()
-    sink = make_sink(connector, SendBudget(limits=((1.0, 1),)))
-    sink.post(PLACEHOLDER)  # typing spends the only send
-    ref = sink.post(PLACEHOLDER)
+    sink = make_sink(connector, TeamsLimits(LocalRateBudget(), (Limit(1.0, 1),)))
+    ref = sink.post(PLACEHOLDER)  # one send a second: kept for the answer, so no typing
+    assert connector.calls == []
+    sink.update(ref, "text")
+    assert connector.calls == [("send", "message", "text")]
     with pytest.raises(RateLimited):
-        sink.update(ref, "text")
+        sink.update(ref, "more text")
 
 
 def test_the_final_text_goes_out_as_a_new_message_after_repeated_transient_failures() -> None:

@@ -56,7 +56,8 @@ def build_local_app(
     routes = Routes()
     jobs = JobRouter()
     deduped = DedupedHandler(jobs.handle, persistence or build_persistence(settings))
-    queue = InProcessQueue(deduped)
+    # No redelivery locally: a job that fails ends with its kind's apology to the person.
+    queue = InProcessQueue(deduped, workers=settings.local_workers, on_failure=jobs.report_failure)
     slack_ready = bool(settings.slack_signing_secret and settings.slack_bot_token)
 
     def healthz(_: HttpRequest) -> HttpResponse:

@@ -18,7 +18,14 @@ from typing import Any
 from bots.http import HttpRequest, HttpResponse
 from core.assistant import Assistant
 from core.domain import ConversationKey, Reply, Role, Turn
-from core.jobs import Job, JobQueue, JobRouter, turn_from_payload, turn_to_payload
+from core.jobs import (
+    JOB_FAILED_MESSAGE,
+    Job,
+    JobQueue,
+    JobRouter,
+    turn_from_payload,
+    turn_to_payload,
+)
 
 KIND = "local.message"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -70,6 +77,9 @@ class TranscriptSink:
     def update(self, ref: str, text: str) -> None:
         self._transcripts.edit(ref, text, final=False)
 
+    def close(self) -> None:
+        """Nothing held: this sink has no rate budget."""
+
     def finish(self, ref: str, text: str, reply: Reply) -> None:
         self._transcripts.edit(ref, text, final=True)
 
@@ -115,7 +125,11 @@ def install(routes: Any, router: JobRouter, queue: JobQueue, assistant: Assistan
         turn = turn_from_payload(job.payload)
         assistant.answer(turn, TranscriptSink(transcripts, turn.key.thread))
 
+    def apologize(job: Job) -> None:
+        thread = turn_from_payload(job.payload).key.thread
+        transcripts.add(thread, "assistant", JOB_FAILED_MESSAGE, final=True)
+
     routes.add("POST", "/local/messages", post_message)
     routes.add("GET", "/local/messages", get_messages)
-    router.register(KIND, work)
+    router.register(KIND, work, on_failure=apologize)
     return transcripts

@@ -1,9 +1,24 @@
-"""A thin HTTP shell over :class:`bots.http.Routes` (the local twin of the Lambda handler)."""
+"""A thin HTTP shell over :class:`bots.http.Routes` (the local twin of the Lambda handler).
+
+API Gateway shields the Lambda handler from slow, malformed and excessive clients; locally this
+shell does it: a deep listen backlog (a burst of webhooks waits for ``accept``, never reset), a
+cap on connections served at once (503 beyond it, from a small fixed pool of threads), a
+deadline on every read (idle keep-alive, silent or truncated requests), and a body read only
+when its ``Content-Length`` is well formed and within limits. Every error is JSON.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
+import socket
+import sys
+import threading
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
@@ -13,14 +28,71 @@ from core.observability import bind
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
+LISTEN_BACKLOG = 1024
+MAX_CONNECTIONS = 256
+REQUEST_TIMEOUT_SECONDS = 15.0
+REFUSAL_TIMEOUT_SECONDS = 2.0  # how long an over-capacity client may take to send its request
+METHODS = ("GET", "POST", "PUT", "DELETE")
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,15}")
 
 
 class LocalServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, address: tuple[str, int], routes: Routes) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        routes: Routes,
+        *,
+        request_timeout: float = REQUEST_TIMEOUT_SECONDS,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
         self.routes = routes
+        self.request_timeout = request_timeout
+        self.max_connections = max_connections
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._refusals = ThreadPoolExecutor(max_workers=2, thread_name_prefix="http-refusal")
         super().__init__(address, _Handler)
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        """One thread per connection up to ``max_connections``; beyond that a 503 from the
+        refusal pool, so a flood costs two threads, not one each."""
+        if self._slots.acquire(blocking=False):
+            try:
+                super().process_request(request, client_address)
+            except BaseException:
+                self._slots.release()
+                raise
+            return
+        log.warning("connection refused: at capacity", extra={"limit": self.max_connections})
+        self._refusals.submit(self._refuse, request, client_address)
+
+    def process_request_thread(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _refuse(self, request: socket.socket, client_address: object) -> None:
+        try:
+            _Refusal(request, client_address, self)
+        except Exception:  # noqa: BLE001 - handle_error logs it with its trace, as socketserver does
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hung up mid-answer is routine; anything else is logged with its trace
+        (the stdlib would print it to stderr)."""
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            log.info("client connection dropped")
+        else:
+            log.exception("http connection failed")
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._refusals.shutdown(wait=False, cancel_futures=True)
 
     @property
     def url(self) -> str:
@@ -28,9 +100,26 @@ class LocalServer(ThreadingHTTPServer):
         return f"http://{host!s}:{port}"
 
 
+class _Refused(Exception):
+    """A request the shell answers itself, without reading (the rest of) its body."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.response = HttpResponse.error(status, message)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: LocalServer
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        # A deadline on every read: an idle keep-alive connection or a client that stops
+        # mid-request is closed after this long instead of holding its thread for ever.
+        self.connection.settimeout(self._read_timeout())
+
+    def _read_timeout(self) -> float:
+        return self.server.request_timeout
 
     def do_GET(self) -> None:
         self._serve()
@@ -56,23 +145,37 @@ class _Handler(BaseHTTPRequestHandler):
                     "status": response.status,
                 },
             )
+        self._send(response)
+
+    def _send(self, response: HttpResponse) -> None:
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(response.body)
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The stdlib's own refusals (bad request line, headers too large, unknown method) as
+        JSON like every other error; an unknown method is 405, not an HTML 501 page."""
+        headers: dict[str, str] = {}
+        if code == HTTPStatus.NOT_IMPLEMENTED:  # the stdlib's answer to a method without do_X
+            code, message = HTTPStatus.METHOD_NOT_ALLOWED, f"method {self.command} not allowed"
+            headers["Allow"] = ", ".join(METHODS)
+        error = HttpResponse.error(code, message or HTTPStatus(code).phrase)
+        self.close_connection = True
+        self._send(HttpResponse(error.status, error.body, {**error.headers, **headers}))
 
     def _respond(self) -> HttpResponse:
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
+            body = self._read_body()
+        except _Refused as refused:
+            # The body was not read (or not all of it): this connection cannot carry another.
             self.close_connection = True
-            return HttpResponse.error(400, "invalid Content-Length")
-        if length > MAX_BODY_BYTES:
-            self.close_connection = True
-            return HttpResponse.error(413, f"request body over {MAX_BODY_BYTES} bytes")
-        body = self.rfile.read(length) if length else b""
+            return refused.response
         parts = urlsplit(self.path)
         request = HttpRequest(
             method=self.command,
@@ -87,5 +190,59 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("route failed", extra={"path": parts.path})
             return HttpResponse.error(500, "internal error")
 
+    def _read_body(self) -> bytes:
+        """Exactly ``Content-Length`` bytes, within one request deadline in all (so a client
+        trickling a byte at a time cannot hold the thread either)."""
+        lengths = self.headers.get_all("Content-Length") or []
+        if self.headers.get("Transfer-Encoding"):
+            if lengths:
+                raise _Refused(400, "Transfer-Encoding and Content-Length together")
+            raise _Refused(411, "a request body needs a Content-Length")
+        if not lengths:
+            return b""
+        values = {value.strip() for value in lengths}
+        text = values.pop()
+        if values or not _CONTENT_LENGTH.fullmatch(text):
+            raise _Refused(400, "invalid Content-Length")
+        length = int(text)
+        if length > MAX_BODY_BYTES:
+            raise _Refused(413, f"request body over {MAX_BODY_BYTES} bytes")
+        timeout = self._read_timeout()
+        deadline = time.monotonic() + timeout
+        chunks: list[bytes] = []
+        left = length
+        try:
+            while left:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                self.connection.settimeout(remaining)
+                chunk = self.rfile.read1(min(left, 64 * 1024))
+                if not chunk:
+                    raise _Refused(400, "request body shorter than its Content-Length")
+                chunks.append(chunk)
+                left -= len(chunk)
+        except TimeoutError:
+            log.info("request body timed out", extra={"expected": length, "missing": left})
+            raise _Refused(408, f"request body not received within {timeout:g} s") from None
+        finally:
+            self.connection.settimeout(timeout)
+        return b"".join(chunks)
+
     def log_message(self, format: str, *args: object) -> None:
         """Silence the stdlib's unstructured access log; ``_serve`` logs structured lines."""
+
+
+class _Refusal(_Handler):
+    """Answers every request on an over-capacity connection with 503, then closes it."""
+
+    def _read_timeout(self) -> float:
+        return min(self.server.request_timeout, REFUSAL_TIMEOUT_SECONDS)
+
+    def _serve(self) -> None:
+        # Drained first, so that closing cannot reset the connection before the 503 is read;
+        # a malformed or slow body gets the 503 all the same.
+        with contextlib.suppress(_Refused):
+            self._read_body()
+        self.close_connection = True
+        self._send(HttpResponse.error(503, "server busy: too many connections, try again"))

@@ -2,7 +2,16 @@
 
 Text goes in a ``markdown`` block, so the model's Markdown (bold, italics, links, lists, code,
 headings) is rendered by Slack itself rather than by a hand-written converter. Sources follow in
-a ``context`` block. Slack's answers are translated to what the pacer understands: 429 and
+a ``context`` block.
+
+Every call first takes its turn from a rate budget shaped like Slack's own limits
+(:class:`SlackLimits`): ``chat.update`` is Tier 3, about 50 a minute *per workspace*, and
+``chat.postMessage`` about one a second *per channel* with short bursts, so a placeholder never
+waits behind other conversations' edits. A post and a final edit are required calls; a reply's
+first text comes next; other edits are optional and thin out (see :mod:`core.budget`). A final
+edit that would repeat what the message already shows is not sent at all.
+
+Slack's answers are translated to what the pacer understands: 429 and
 ``ratelimited`` to :class:`RateLimited` (with ``Retry-After``), ``msg_too_long`` to
 :class:`MessageTooLong`, and permanent refusals (no channel, not a member, revoked token) to
 :class:`SinkError` naming Slack's error, so nothing retries a request that cannot succeed.
@@ -11,16 +20,17 @@ a ``context`` block. Slack's answers are translated to what the pacer understand
 from __future__ import annotations
 
 import logging
-import threading
-import time
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
+from core.budget import Limit, Priority, RateBudget, Scope
 from core.domain import Reply, SourceCitation
-from core.errors import MessageTooLong, RateLimited, SinkError
+from core.errors import BudgetSpent, MessageTooLong, RateLimited, SinkError
 
 log = logging.getLogger(__name__)
 
@@ -32,29 +42,27 @@ NETWORK_RETRY_SECONDS = 1.0
 _TOO_LONG = frozenset({"msg_too_long", "msg_blocks_too_long", "invalid_blocks"})
 
 
-class EditBudget:
-    """``chat.update`` is Tier 3: about 50 a minute per workspace, for all replies together. A
-    token bucket per workspace, shared by every reply this process streams, keeps us under it;
-    a 429 that still comes (several containers share the workspace) is honoured too."""
+# A call is counted when it leaves; Slack counts it when it arrives, a little later. Windows a
+# little longer than Slack's keep a later call from landing inside Slack's window of an earlier one.
+WINDOW_MARGIN_SECONDS = 1.0
+# "1 message a second per channel, short bursts allowed": at most 3 in any 3 seconds.
+POSTS_PER_CHANNEL = Limit(3.0 + WINDOW_MARGIN_SECONDS, 3)
 
-    def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._rate = per_minute / 60.0
-        self._capacity = float(max(1, min(per_minute, 10)))  # short bursts, as Slack allows
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._buckets: dict[str, tuple[float, float]] = {}
 
-    def take(self, workspace: str) -> float:
-        """Spend one edit; returns 0.0, or the seconds to wait when the budget is spent."""
-        with self._lock:
-            now = self._clock()
-            tokens, last = self._buckets.get(workspace, (self._capacity, now))
-            tokens = min(self._capacity, tokens + (now - last) * self._rate)
-            if tokens >= 1.0:
-                self._buckets[workspace] = (tokens - 1.0, now)
-                return 0.0
-            self._buckets[workspace] = (tokens, now)
-            return (1.0 - tokens) / self._rate
+@dataclass(frozen=True)
+class SlackLimits:
+    """Slack's rate limits as budget scopes, over one :class:`~core.budget.RateBudget` shared by
+    every reply of the process (and, with the DynamoDB budget, of the deployment)."""
+
+    budget: RateBudget
+    edits_per_minute: int = 50
+
+    def edits(self, workspace: str) -> Scope:
+        limit = Limit(60.0 + WINDOW_MARGIN_SECONDS, self.edits_per_minute)
+        return Scope(f"slack:{workspace}:chat.update", (limit,))
+
+    def posts(self, workspace: str, channel: str) -> Scope:
+        return Scope(f"slack:{workspace}:{channel}:chat.postMessage", (POSTS_PER_CHANNEL,))
 
 
 class SlackReplySink:
@@ -67,44 +75,71 @@ class SlackReplySink:
         channel: str,
         thread_ts: str | None,
         workspace: str,
-        budget: EditBudget,
+        limits: SlackLimits,
     ) -> None:
         self._client = client
         self._channel = channel
         self._thread_ts = thread_ts
-        self._workspace = workspace
-        self._budget = budget
+        self._budget = limits.budget
+        self._edits = limits.edits(workspace)
+        self._posts = limits.posts(workspace, channel)
+        self._holder = uuid.uuid4().hex  # this reply, in the budget's bookkeeping
+        self._opened = False
+        self._edited = False  # whether an edit has shown text yet (the first one goes first)
+        self._sent: dict[str, list[dict[str, Any]]] = {}  # ts → the blocks it shows
 
     def post(self, text: str) -> str:
+        self._spend(self._posts, Priority.REQUIRED)
+        blocks = message_blocks(text, ())
         response = self._call(
             "chat.postMessage",
             self._client.chat_postMessage,
             channel=self._channel,
             thread_ts=self._thread_ts,
             text=fallback_text(text),
-            blocks=message_blocks(text, ()),
+            blocks=blocks,
             unfurl_links=False,
         )
-        return str(response["ts"])
+        ts = str(response["ts"])
+        self._sent[ts] = blocks
+        if not self._opened:  # from now on this reply will need a final edit: keep room for it
+            self._opened = True
+            self._budget.open(self._edits, self._holder)
+        return ts
 
     def update(self, ref: str, text: str) -> None:
-        self._edit(ref, text, ())
+        self._edit(ref, text, (), Priority.OPTIONAL if self._edited else Priority.FIRST)
 
     def finish(self, ref: str, text: str, reply: Reply) -> None:
-        self._edit(ref, text, reply.sources)
+        self._edit(ref, text, reply.sources, Priority.REQUIRED)
 
-    def _edit(self, ref: str, text: str, sources: tuple[SourceCitation, ...]) -> None:
-        wait = self._budget.take(self._workspace)
-        if wait > 0:
-            raise RateLimited(wait, "workspace chat.update budget spent")
+    def close(self) -> None:
+        if self._opened:
+            self._budget.close(self._edits, self._holder)
+
+    def _edit(
+        self, ref: str, text: str, sources: tuple[SourceCitation, ...], priority: Priority
+    ) -> None:
+        blocks = message_blocks(text, sources)
+        if self._sent.get(ref) == blocks:
+            return  # the message already shows exactly this
+        self._spend(self._edits, priority)
         self._call(
             "chat.update",
             self._client.chat_update,
             channel=self._channel,
             ts=ref,
             text=fallback_text(text),
-            blocks=message_blocks(text, sources),
+            blocks=blocks,
         )
+        self._sent[ref] = blocks
+        self._edited = True
+
+    def _spend(self, scope: Scope, priority: Priority) -> None:
+        closes = priority is Priority.REQUIRED and scope == self._edits
+        wait = self._budget.take(scope, self._holder, priority, closes=closes)
+        if wait > 0:
+            raise BudgetSpent(wait, f"{scope.key} budget spent")
 
     def _call(self, method: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
         try:

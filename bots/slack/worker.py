@@ -10,7 +10,7 @@ from slack_sdk.webhook import WebhookClient
 
 from bots.slack.files import download, slack_hosts
 from bots.slack.ingress import SLACK_FILE, SLACK_FILE_REMOVED, SLACK_MESSAGE, SLACK_SUMMARIZE
-from bots.slack.sink import EditBudget, SlackReplySink
+from bots.slack.sink import SlackLimits, SlackReplySink
 from bots.slack.summaries import (
     ChannelCount,
     ChannelWindow,
@@ -26,8 +26,9 @@ from core.domain import ConversationKey, FileRef
 from core.errors import ChatbotError
 from core.files.ingest import FileIndexer
 from core.files.types import FileRejected
-from core.jobs import Job, JobRouter, turn_from_payload
+from core.jobs import JOB_FAILED_MESSAGE, Job, JobRouter, turn_from_payload
 from core.knowledge.base import KnowledgeStore
+from core.runtime import build_rate_budget
 from core.summarize import Summarizer, SummaryRequest
 from core.summary_sources import file_summary_request
 
@@ -47,7 +48,7 @@ class SlackWorker:
         self,
         assistant: Assistant,
         client: WebClient,
-        budget: EditBudget,
+        limits: SlackLimits,
         *,
         settings: Settings,
         indexer: FileIndexer | None = None,
@@ -56,7 +57,7 @@ class SlackWorker:
     ) -> None:
         self._assistant = assistant
         self._client = client
-        self._budget = budget
+        self._limits = limits
         self._settings = settings
         self._indexer = indexer
         self._summarizer = summarizer
@@ -140,9 +141,34 @@ class SlackWorker:
             channel=post_channel,
             thread_ts=thread_ts,
             workspace=team,
-            budget=self._budget,
+            limits=self._limits,
         )
         self._summarizer.summarize(request, sink)
+
+    def report_failure(self, job: Job) -> None:
+        """A job that raised (on the local host, which does not redeliver) ends with one short
+        line where the person asked, not silence: in the thread for a message or a file, and
+        privately for a summary, as its other refusals are. Never raises: it runs after a
+        failure, and its own must not hide that one."""
+        p = job.payload
+        try:
+            if job.kind == SLACK_SUMMARIZE:
+                response_url = str(p.get("response_url") or "")
+                self._tell_privately(
+                    str(p["channel"]), str(p["user"]), response_url, SUMMARY_FAILED
+                )
+                return
+            # A thread reply is answered only where the bot already takes part; elsewhere an
+            # apology would be the bot's first word in somebody else's thread.
+            if p.get("needs_history") and not self._assistant.knows(
+                turn_from_payload(p["turn"]).key
+            ):
+                return
+            self._client.chat_postMessage(
+                channel=str(p["channel"]), thread_ts=p.get("thread_ts"), text=JOB_FAILED_MESSAGE
+            )
+        except Exception:
+            log.exception("could not tell the person that their request failed")
 
     def _tell_privately(self, channel: str, user: str, response_url: str, text: str) -> None:
         """An ephemeral answer to the person who asked. A slash command's ``response_url``
@@ -204,7 +230,7 @@ class SlackWorker:
             channel=str(job.payload["channel"]),
             thread_ts=job.payload.get("thread_ts"),
             workspace=workspace,
-            budget=self._budget,
+            limits=self._limits,
         )
 
 
@@ -218,20 +244,20 @@ def install_worker(
     knowledge: KnowledgeStore | None = None,
 ) -> SlackWorker:
     client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
-    budget = EditBudget(settings.slack_edits_per_minute)
+    limits = SlackLimits(build_rate_budget(settings), settings.slack_edits_per_minute)
     worker = SlackWorker(
         assistant,
         client,
-        budget,
+        limits,
         settings=settings,
         indexer=indexer,
         summarizer=summarizer,
         knowledge=knowledge,
     )
-    router.register(SLACK_MESSAGE, worker.handle_message)
+    router.register(SLACK_MESSAGE, worker.handle_message, on_failure=worker.report_failure)
     if summarizer is not None:
-        router.register(SLACK_SUMMARIZE, worker.handle_summarize)
+        router.register(SLACK_SUMMARIZE, worker.handle_summarize, on_failure=worker.report_failure)
     if indexer is not None:
-        router.register(SLACK_FILE, worker.handle_file)
+        router.register(SLACK_FILE, worker.handle_file, on_failure=worker.report_failure)
         router.register(SLACK_FILE_REMOVED, worker.handle_file_removed)
     return worker

@@ -11,8 +11,19 @@ Every send is a proactive turn: ``BotFrameworkAdapter.continue_conversation`` wi
 thread runs these coroutines on its own event loop (:func:`run_sync`), kept for the thread's
 life: worker threads are long-lived, and requests' keep-alive session belongs to that thread.
 
+Any number of worker threads share the one ``ConnectorClient`` per service URL. That is safe
+because the aio ``ConnectorClient`` of botframework-connector 4.17 holds nothing bound to an
+event loop: it has no aiohttp session; msrest sends through ``requests`` in the running loop's
+default executor, with one ``requests.Session`` per calling thread (a ``threading.local``), each
+made on the thread's first call and given its retry policy then. So the client is configured
+once, before it is built (:func:`_connector_client`, under the adapter's lock), and never
+mutated afterwards: a policy set after construction misses the session the constructor already
+made, and a plain urllib3 ``Retry`` in msrest's ``ClientRetryPolicy`` breaks the session every
+other thread makes (msrest reads ``Retry.BACKOFF_MAX``, which urllib3 2 removed).
+
 Retries are the pacer's business, not the HTTP stack's: msrest would otherwise retry 5xx (and
-honour ``Retry-After`` on PUT) inside the call, unseen and with its own backoff. Failures come
+honour ``Retry-After`` on PUT) inside the call, unseen and with its own backoff. Only a failed
+connection (nothing reached the connector) is retried in the stack, briefly. Failures come
 out as the core's errors (:func:`translate`): 429 → :class:`RateLimited` with ``Retry-After``;
 412/5xx and network failures → :class:`TransientFailure` (a short wait); 413 →
 :class:`MessageTooLong`; other refusals (401, 403, 404, ...) → :class:`ConnectorRefused` naming
@@ -31,6 +42,7 @@ from typing import Any, TypeVar
 
 import requests
 from botbuilder.core import BotFrameworkAdapter, BotFrameworkAdapterSettings, TurnContext
+from botbuilder.core.bot_framework_adapter import USER_AGENT
 from botbuilder.schema import Activity, ConversationReference
 from botframework.connector.aio import ConnectorClient
 from botframework.connector.auth import (
@@ -39,7 +51,11 @@ from botframework.connector.auth import (
     ClaimsIdentity,
     MicrosoftAppCredentials,
 )
+from botframework.connector.bot_framework_sdk_client_async import (
+    BotFrameworkConnectorConfiguration,
+)
 from msrest.exceptions import ClientRequestError, HttpOperationError
+from msrest.universal_http.requests import ClientRetryPolicy
 from urllib3.util.retry import Retry
 
 from bots.teams.auth import BotIdentity
@@ -155,14 +171,47 @@ class TeamsConnector:
 
 
 class _Adapter(BotFrameworkAdapter):  # type: ignore[misc]  # botbuilder ships no types
+    """botbuilder's adapter, with its connector clients built configured, once, under a lock:
+    every worker thread asks for them, and the SDK's own check-then-create is not atomic."""
+
+    def __init__(self, settings: BotFrameworkAdapterSettings) -> None:
+        super().__init__(settings)
+        self._clients_lock = threading.Lock()
+
     def _get_or_create_connector_client(
-        self, service_url: str, credentials: AppCredentials
+        self, service_url: str, credentials: AppCredentials | None
     ) -> ConnectorClient:
-        client = super()._get_or_create_connector_client(service_url, credentials)
-        config = client.config
-        # Only connection failures are retried in the HTTP stack (nothing was sent); status
-        # codes, Retry-After included, go to the pacer.
-        config.retry_policy.policy = Retry(
+        if not credentials:
+            credentials = MicrosoftAppCredentials.empty()
+        key = self.key_for_connector_client(
+            service_url, credentials.microsoft_app_id, credentials.oauth_scope
+        )
+        with self._clients_lock:
+            client: ConnectorClient | None = self._connector_client_cache.get(key)
+            if client is None:
+                client = _connector_client(service_url, credentials)
+                self._connector_client_cache[key] = client
+        return client
+
+
+def _connector_client(service_url: str, credentials: AppCredentials) -> ConnectorClient:
+    """A client whose configuration is complete before it is built: its constructor already
+    makes the first thread's requests session with the configuration's retry policy."""
+    config = BotFrameworkConnectorConfiguration(credentials, service_url)
+    config.retry_policy = _ConnectRetryPolicy()
+    config.connection.timeout = HTTP_TIMEOUT_SECONDS
+    config.add_user_agent(USER_AGENT)
+    return ConnectorClient(credentials, base_url=service_url, custom_configuration=config)
+
+
+class _ConnectRetryPolicy(ClientRetryPolicy):
+    """msrest's retry settings, holding a urllib3 ``Retry`` that retries only a failed
+    connection (nothing was sent), briefly; status codes, ``Retry-After`` included, and read
+    errors go to the pacer. msrest reads ``max_backoff`` from ``Retry.BACKOFF_MAX``, gone in
+    urllib3 2 (msrest's own default sets it on its instance); here it is ``backoff_max``."""
+
+    def __init__(self) -> None:  # not msrest's: its default Retry retries 5xx and 408
+        self.policy = Retry(
             total=2,
             connect=2,
             read=0,
@@ -172,9 +221,16 @@ class _Adapter(BotFrameworkAdapter):  # type: ignore[misc]  # botbuilder ships n
             respect_retry_after_header=False,
             raise_on_status=False,
             backoff_factor=0.2,
+            backoff_max=1,
         )
-        config.connection.timeout = HTTP_TIMEOUT_SECONDS
-        return client
+
+    @property
+    def max_backoff(self) -> int:  # msrest's type; seconds
+        return int(self.policy.backoff_max)
+
+    @max_backoff.setter
+    def max_backoff(self, value: int) -> None:
+        self.policy.backoff_max = value
 
 
 def translate(op: str, exc: Exception) -> Exception:

@@ -4,9 +4,10 @@
   activity and returns a pending reference; the message itself is created with the first text.
   Then ``update`` edits it (``update_activity``), and ``finish`` writes the whole answer with its
   sources as a Markdown list (Teams renders Markdown in message text).
-- Teams limits each bot per thread to 7 sends a second, 8 per 2 s and 60 per 30 s. A
-  :class:`SendBudget` per conversation, shared by every reply of the process, keeps under them:
-  a send over budget raises :class:`RateLimited`, so the pacer holds that edit back (or waits).
+- Teams limits each bot per thread to 7 sends a second, 8 per 2 s and 60 per 30 s. A rate
+  budget scope per conversation (:class:`TeamsLimits`) keeps under them: a send over budget
+  raises :class:`RateLimited`, so the pacer skips that edit (or, for the final, waits); the
+  final and the first text go before other edits (see :mod:`core.budget`).
   A 429 that still comes is honoured through ``Retry-After``; 412/502/504 are retried shortly.
 - The final text always arrives: if the final edit fails for good (404: the message is gone;
   or a 412/5xx that persists) it is sent as a new message instead; a message deleted while the
@@ -17,16 +18,15 @@ from __future__ import annotations
 
 import itertools
 import logging
-import threading
-import time
-from collections import deque
-from collections.abc import Callable, Sequence
+import uuid
+from dataclasses import dataclass
 
 from botbuilder.schema import Activity, ActivityTypes, ConversationReference
 
 from bots.teams.connector import ConnectorRefused, TeamsConnector, TransientFailure
+from core.budget import Limit, Priority, RateBudget, Scope
 from core.domain import Reply, SourceCitation
-from core.errors import MessageTooLong, RateLimited, SinkError
+from core.errors import BudgetSpent, MessageTooLong, RateLimited, SinkError
 from core.pacer import PLACEHOLDER
 
 log = logging.getLogger(__name__)
@@ -37,49 +37,20 @@ MAX_CHARS = 24_000
 MAX_SOURCES = 10
 # Attempts at the final edit that end in a 412/5xx before its text goes out as a new message.
 FINAL_EDIT_ATTEMPTS = 3
-# Teams' documented per-bot, per-thread limits: (window in seconds, sends in that window).
-TEAMS_THREAD_LIMITS: tuple[tuple[float, int], ...] = ((1.0, 7), (2.0, 8), (30.0, 60))
+# Teams' documented per-bot, per-thread limits: at most this many sends in any window.
+TEAMS_THREAD_LIMITS: tuple[Limit, ...] = (Limit(1.0, 7), Limit(2.0, 8), Limit(30.0, 60))
 _PENDING = "pending:"
 
 
-class SendBudget:
-    """Sliding-window send counts per conversation; thread-safe, shared by all replies."""
+@dataclass(frozen=True)
+class TeamsLimits:
+    """Teams' per-conversation limits as budget scopes over one shared rate budget."""
 
-    def __init__(
-        self,
-        limits: Sequence[tuple[float, int]] = TEAMS_THREAD_LIMITS,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._limits = tuple(limits)
-        self._horizon = max(window for window, _ in self._limits)
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._sent: dict[str, deque[float]] = {}
+    budget: RateBudget
+    limits: tuple[Limit, ...] = TEAMS_THREAD_LIMITS
 
-    def take(self, conversation: str) -> float:
-        """Spend one send; returns 0.0, or the seconds to wait when a window is full."""
-        with self._lock:
-            now = self._clock()
-            self._forget_idle(now)
-            sent = self._sent.setdefault(conversation, deque())
-            wait = 0.0
-            for window, limit in self._limits:
-                inside = [t for t in sent if t > now - window]
-                if len(inside) >= limit:
-                    wait = max(wait, inside[-limit] + window - now)
-            if wait > 0:
-                return wait
-            sent.append(now)
-            return 0.0
-
-    def _forget_idle(self, now: float) -> None:
-        for conversation in list(self._sent):
-            sent = self._sent[conversation]
-            while sent and sent[0] <= now - self._horizon:
-                sent.popleft()
-            if not sent:
-                del self._sent[conversation]
+    def conversation(self, conversation_id: str) -> Scope:
+        return Scope(f"teams:{conversation_id}", self.limits)
 
 
 class TeamsReplySink:
@@ -93,15 +64,18 @@ class TeamsReplySink:
         *,
         reference: ConversationReference,
         reply_to_id: str | None,
-        budget: SendBudget,
+        limits: TeamsLimits,
         placeholder: str = PLACEHOLDER,
     ) -> None:
         self._connector = connector
         self._reference = reference
         self._reply_to_id = reply_to_id
-        self._budget = budget
+        self._budget = limits.budget
+        self._scope = limits.conversation(
+            reference.conversation.id if reference.conversation else ""
+        )
+        self._holder = uuid.uuid4().hex
         self._placeholder = placeholder
-        self._conversation = reference.conversation.id if reference.conversation else ""
         self._typed = False
         self._numbers = itertools.count(1)
         self._pending: set[str] = set()  # posted placeholders not yet created in Teams
@@ -114,9 +88,10 @@ class TeamsReplySink:
 
     def post(self, text: str) -> str:
         if text != self._placeholder:
-            return self._send_message(text)
+            return self._send_message(text, Priority.REQUIRED)
         if not self._typed:
             self._typed = True
+            self._budget.open(self._scope, self._holder)  # keep room for this reply's final
             self._send_typing()
         ref = f"{_PENDING}{next(self._numbers)}"
         self._pending.add(ref)
@@ -124,30 +99,30 @@ class TeamsReplySink:
 
     def update(self, ref: str, text: str) -> None:
         if ref in self._pending:
-            self._materialize(ref, text)
+            self._materialize(ref, text, Priority.FIRST)
             return
         activity_id = self._ids.get(ref, ref)
         if self._shown.get(activity_id) == text:
             return
         try:
-            self._edit(activity_id, text)
+            self._edit(activity_id, text, Priority.OPTIONAL)
         except ConnectorRefused as exc:
             if exc.status != 404:
                 raise
             # The message is gone (deleted while the answer streamed): go on in a new one.
             log.warning("message to edit is gone; continuing in a new message")
-            self._ids[ref] = self._send_message(text)
+            self._ids[ref] = self._send_message(text, Priority.OPTIONAL)
 
     def finish(self, ref: str, text: str, reply: Reply) -> None:
         final = with_sources(text, reply.sources)
         if ref in self._pending:
-            self._materialize(ref, final)
+            self._materialize(ref, final, Priority.REQUIRED)
             return
         activity_id = self._ids.get(ref, ref)
         if ref in self._replaced or self._shown.get(activity_id) == final:
             return
         try:
-            self._edit(activity_id, final)
+            self._edit(activity_id, final, Priority.REQUIRED)
             return
         except TransientFailure as exc:
             self._final_failures += 1
@@ -164,17 +139,21 @@ class TeamsReplySink:
                 "final edit refused; sending the answer as a new message",
                 extra={"cause": exc.cause},
             )
-        self._ids[ref] = self._send_message(final)
+        self._ids[ref] = self._send_message(final, Priority.REQUIRED)
         self._replaced.add(ref)
+
+    def close(self) -> None:
+        if self._typed:
+            self._budget.close(self._scope, self._holder)
 
     # -- calls ------------------------------------------------------------------------------
 
-    def _materialize(self, ref: str, text: str) -> None:
-        self._ids[ref] = self._send_message(text)
+    def _materialize(self, ref: str, text: str, priority: Priority) -> None:
+        self._ids[ref] = self._send_message(text, priority)
         self._pending.discard(ref)
 
-    def _send_message(self, text: str) -> str:
-        self._spend()
+    def _send_message(self, text: str, priority: Priority) -> str:
+        self._spend(priority)
         activity_id = self._connector.send(
             self._reference, _message(text), reply_to_id=self._reply_to_id
         )
@@ -183,8 +162,8 @@ class TeamsReplySink:
         self._shown[activity_id] = text
         return activity_id
 
-    def _edit(self, activity_id: str, text: str) -> None:
-        self._spend()
+    def _edit(self, activity_id: str, text: str, priority: Priority) -> None:
+        self._spend(priority)
         activity = _message(text)
         activity.id = activity_id
         self._connector.update(self._reference, activity)
@@ -193,7 +172,7 @@ class TeamsReplySink:
     def _send_typing(self) -> None:
         """Best effort: a typing indicator that cannot be sent now is skipped, not waited for;
         a permanent refusal (403: removed from the team) is raised before the model runs."""
-        if self._budget.take(self._conversation) > 0:
+        if self._budget.take(self._scope, self._holder, Priority.OPTIONAL) > 0:
             return
         try:
             self._connector.send(
@@ -202,10 +181,11 @@ class TeamsReplySink:
         except RateLimited as exc:
             log.info("typing indicator skipped", extra={"retry_after": exc.retry_after})
 
-    def _spend(self) -> None:
-        wait = self._budget.take(self._conversation)
+    def _spend(self, priority: Priority) -> None:
+        closes = priority is Priority.REQUIRED
+        wait = self._budget.take(self._scope, self._holder, priority, closes=closes)
         if wait > 0:
-            raise RateLimited(wait, "teams per-thread send budget spent")
+            raise BudgetSpent(wait, "teams per-thread send budget spent")
 
 
 def _message(text: str) -> Activity:

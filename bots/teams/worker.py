@@ -7,19 +7,22 @@ import re
 import time
 from urllib.parse import urlsplit
 
+from botbuilder.schema import Activity, ActivityTypes
+
 from bots.downloads import fetch
 from bots.teams.auth import bot_identity
 from bots.teams.connector import TeamsConnector
 from bots.teams.events import ReplyTarget
 from bots.teams.ingress import TEAMS_FILE, TEAMS_MESSAGE, TEAMS_SUMMARIZE, TEAMS_WELCOME
-from bots.teams.sink import SendBudget, TeamsReplySink
+from bots.teams.sink import TeamsLimits, TeamsReplySink
 from core.assistant import Assistant
+from core.budget import LocalRateBudget
 from core.config import Settings
 from core.domain import ConversationKey, FileRef, Role, Turn
-from core.errors import ChatbotError
+from core.errors import ChatbotError, RateLimited
 from core.files.ingest import FileIndexer
 from core.files.types import FileRejected
-from core.jobs import Job, JobRouter, turn_from_payload
+from core.jobs import JOB_FAILED_MESSAGE, Job, JobRouter, turn_from_payload
 from core.knowledge.base import KnowledgeStore
 from core.summarize import Excerpt, Summarizer, SummaryRequest
 from core.summary_sources import SummaryUnavailable, file_summary_request
@@ -40,6 +43,9 @@ SUMMARIZE_USAGE = (
     "I can summarize this conversation (`summarize`) or a file shared here "
     "(`summarize file` for the latest, `summarize file <name>` for one by name)."
 )
+# Waits for Teams' Retry-After before the apology is given up (it follows a failure already).
+APOLOGY_ATTEMPTS = 3
+APOLOGY_MAX_WAIT_SECONDS = 5.0
 _SUMMARIZE_ARGS = re.compile(r"^/?summari[sz]e\s*(?P<rest>.*)$", re.IGNORECASE | re.DOTALL)
 
 
@@ -48,7 +54,7 @@ class TeamsWorker:
         self,
         assistant: Assistant,
         connector: TeamsConnector,
-        budget: SendBudget,
+        limits: TeamsLimits,
         indexer: FileIndexer | None = None,
         *,
         insecure_downloads: bool = False,
@@ -59,7 +65,7 @@ class TeamsWorker:
         self._knowledge = knowledge
         self._assistant = assistant
         self._connector = connector
-        self._budget = budget
+        self._limits = limits
         self._indexer = indexer
         self._insecure_downloads = insecure_downloads
 
@@ -142,13 +148,35 @@ class TeamsWorker:
             sink, f"📄 {verb} {result.record.description}: ask me about it here."
         )
 
+    def report_failure(self, job: Job) -> None:
+        """A job that raised (on the local host, which does not redeliver) ends with one short
+        line in its conversation, as a reply to the message that asked, not silence. Never
+        raises: it runs after a failure, and its own must not hide that one."""
+        try:
+            target = ReplyTarget.from_payload(job.payload)
+            reference = target.conversation_reference()
+            for attempt in range(1, APOLOGY_ATTEMPTS + 1):
+                try:
+                    self._connector.send(
+                        reference,
+                        Activity(type=ActivityTypes.message, text=JOB_FAILED_MESSAGE),
+                        reply_to_id=target.reply_to_id,
+                    )
+                    return
+                except RateLimited as exc:
+                    if attempt == APOLOGY_ATTEMPTS or exc.retry_after > APOLOGY_MAX_WAIT_SECONDS:
+                        raise
+                    time.sleep(exc.retry_after)
+        except Exception:
+            log.exception("could not tell the person that their request failed")
+
     def _sink(self, job: Job) -> TeamsReplySink:
         target = ReplyTarget.from_payload(job.payload)
         return TeamsReplySink(
             self._connector,
             reference=target.conversation_reference(),
             reply_to_id=target.reply_to_id,
-            budget=self._budget,
+            limits=self._limits,
         )
 
 
@@ -166,17 +194,19 @@ def install_worker(
     worker = TeamsWorker(
         assistant,
         connector,
-        SendBudget(),
+        # Counted in process: one conversation's jobs run one at a time (its queue group), and
+        # Teams' limits are per conversation.
+        TeamsLimits(LocalRateBudget()),
         indexer,
         insecure_downloads=not settings.microsoft_app_id,
         summarizer=summarizer,
         knowledge=knowledge,
     )
     if indexer is not None:
-        router.register(TEAMS_FILE, worker.handle_file)
-    router.register(TEAMS_MESSAGE, worker.handle_message)
+        router.register(TEAMS_FILE, worker.handle_file, on_failure=worker.report_failure)
+    router.register(TEAMS_MESSAGE, worker.handle_message, on_failure=worker.report_failure)
     router.register(TEAMS_WELCOME, worker.handle_welcome)
-    router.register(TEAMS_SUMMARIZE, worker.handle_summarize)
+    router.register(TEAMS_SUMMARIZE, worker.handle_summarize, on_failure=worker.report_failure)
     return worker
 
 

@@ -20,6 +20,14 @@ characters, 50 blocks, 3,000 per section text, 12,000 across markdown blocks), a
 Every API call is recorded (:attr:`SlackStandIn.calls`), parameters merged from the query string
 and the form or JSON body, with JSON-encoded form fields (``blocks``, ``attachments``,
 ``metadata``) decoded.
+
+Slack's rate tiers for the reply methods are enforced on request
+(:meth:`SlackStandIn.enforce_rate_limits`; off by default): ``chat.update`` at most
+``update_per_minute`` accepted calls in any sliding 60-second window for the workspace (Tier 3),
+``chat.postMessage`` a token bucket per channel (about one a second, short bursts allowed). A call
+over its limit is refused at arrival with HTTP 429, ``{"ok": false, "error": "ratelimited"}`` and
+``Retry-After`` in whole seconds; refused calls do not count toward the limit, are recorded with
+status 429 and counted in :attr:`SlackStandIn.rate_limited`.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import base64
 import binascii
 import copy
 import json
+import math
 import sys
 import threading
 import time
@@ -42,7 +51,7 @@ from urllib.parse import parse_qsl, quote, unquote
 import pytest
 
 from tests.slack_requests import new_ts, observe_ts, ts_to_micros
-from tests.standins import LoopbackHttpService, TrackingHandler
+from tests.standins import LoopbackHttpService, LoopbackServer, TrackingHandler
 
 DEFAULT_BOT_TOKEN = "xoxb-test-dummy"
 DEFAULT_SIGNING_SECRET = "test-signing-secret-dummy"
@@ -56,6 +65,7 @@ _JSON_FIELDS = ("blocks", "attachments", "metadata")
 _HISTORY_DEFAULT_LIMIT = 100
 _REPLIES_DEFAULT_LIMIT = 1000
 _MAX_LIMIT = 999
+_UPDATE_WINDOW_SECONDS = 60.0
 
 Params = dict[str, Any]
 MethodHandler = Callable[[Params], dict[str, Any]]
@@ -84,6 +94,15 @@ class FileDownload:
     headers: dict[str, str]
     status: int
     at: float
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """The rate tiers the stand-in enforces (see :meth:`SlackStandIn.enforce_rate_limits`)."""
+
+    update_per_minute: int = 50  # chat.update, Tier 3, per workspace (sliding 60 s window)
+    post_per_second: float = 1.0  # chat.postMessage refill, per channel
+    post_burst: int = 3  # chat.postMessage bucket capacity, per channel
 
 
 @dataclass(frozen=True)
@@ -211,6 +230,11 @@ def _parse_params(query: str, body: bytes, content_type: str) -> Params:
     return params
 
 
+def _whole_seconds(seconds: float) -> int:
+    """``Retry-After`` as Slack sends it: whole seconds, rounded up, at least 1."""
+    return max(1, math.ceil(seconds - 1e-9))
+
+
 def _flag(value: Any) -> bool:
     return str(value).lower() in ("1", "true")
 
@@ -268,6 +292,12 @@ def _block_texts(blocks: list[Any]) -> Iterator[tuple[str, str]]:
                     yield kind, str(item.get("text", ""))
 
 
+class _BurstServer(LoopbackServer):
+    # Many replies call at once under load; the default listen queue (5) would drop their
+    # connections and delay them by a SYN retransmit, which real Slack does not do.
+    request_queue_size = 256
+
+
 class SlackStandIn(LoopbackHttpService):
     """A scriptable Slack Web API and workspace on 127.0.0.1; see the module docstring.
 
@@ -322,11 +352,21 @@ class SlackStandIn(LoopbackHttpService):
         self.users_info_calls: Counter[str] = Counter()
         self.response_urls: dict[str, str] = {}  # path -> channel, see response_url()
         self.internal_errors: list[str] = []  # stand-in bugs; the fixture fails the test on any
+        # Rate tiers (off unless enforce_rate_limits is called); ``clock`` may be replaced by a
+        # fake for deterministic tests: it times the rate accounting, not ``SlackCall.at``.
+        self.clock: Callable[[], float] = time.monotonic
+        self.rate_limited: Counter[str] = Counter()  # method -> calls refused with 429
+        self._rate_limits: RateLimits | None = None
+        self._update_window: deque[float] = deque()  # arrival of each accepted chat.update
+        self._post_buckets: dict[str, tuple[float, float]] = {}  # channel -> (tokens, at)
 
         self.add_user(bot_user_id, bot_name, bot_name, is_bot=True)
         if seed:
             self.add_channel("C1", "general")
             self.add_user("U1", "Ada Lovelace", "ada")
+
+    def _make_server(self) -> LoopbackServer:
+        return _BurstServer((self._host, 0), self.handler_class)
 
     # addresses
 
@@ -496,6 +536,34 @@ class SlackStandIn(LoopbackHttpService):
         with self._lock:
             return len(self._failures.get(method, ()))
 
+    def enforce_rate_limits(
+        self,
+        update_per_minute: int = 50,
+        post_per_second: float = 1.0,
+        post_burst: int = 3,
+    ) -> RateLimits:
+        """Refuse calls over Slack's rate tiers with 429 (see the module docstring), starting
+        with empty windows and full buckets; call again to change the limits (and reset)."""
+        if update_per_minute < 1 or post_per_second <= 0 or post_burst < 1:
+            raise ValueError("rate limits must be positive")
+        limits = RateLimits(update_per_minute, post_per_second, post_burst)
+        with self._lock:
+            self._rate_limits = limits
+            self._update_window.clear()
+            self._post_buckets.clear()
+        return limits
+
+    def disable_rate_limits(self) -> None:
+        """Stop refusing calls over the rate tiers (the default)."""
+        with self._lock:
+            self._rate_limits = None
+            self._update_window.clear()
+            self._post_buckets.clear()
+
+    @property
+    def rate_limits(self) -> RateLimits | None:
+        return self._rate_limits
+
     def set_latency(self, method: str, seconds: float) -> None:
         """Delay every answer to ``method`` (0 to stop)."""
         with self._lock:
@@ -537,6 +605,7 @@ class SlackStandIn(LoopbackHttpService):
             self._calls.clear()
             self._downloads.clear()
             self.users_info_calls.clear()
+            self.rate_limited.clear()
 
     @property
     def downloads(self) -> list[FileDownload]:
@@ -578,16 +647,23 @@ class SlackStandIn(LoopbackHttpService):
         self, method: str, params: Params, headers: dict[str, str], arrived: float
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         with self._lock:
+            retry_after = self._over_rate_limit(method, params)  # decided at arrival
             latency = self._latency.get(method, 0.0)
         if latency:
             time.sleep(latency)
         status, extra_headers = 200, {}
         with self._lock:
-            queue = self._failures.get(method)
+            queue = self._failures.get(method) if retry_after is None else None
             failure = queue.popleft() if queue else None
-            if failure is not None:
+            body: dict[str, Any]
+            if retry_after is not None:
+                status = 429
+                body = {"ok": False, "error": "ratelimited"}
+                extra_headers["Retry-After"] = str(retry_after)
+                self.rate_limited[method] += 1
+            elif failure is not None:
                 status = failure.status
-                body: dict[str, Any] = {"ok": False, "error": failure.error}
+                body = {"ok": False, "error": failure.error}
                 if failure.retry_after is not None:
                     extra_headers["Retry-After"] = str(failure.retry_after)
             else:
@@ -598,6 +674,30 @@ class SlackStandIn(LoopbackHttpService):
             self._calls.append(SlackCall(method, recorded, headers, arrived, status, body))
             self._changed.notify_all()
         return status, body, extra_headers
+
+    def _over_rate_limit(self, method: str, params: Params) -> int | None:
+        """With the lock held: None if the call is within its tier (and now counts toward it),
+        else the whole seconds until it would be (``Retry-After``, at least 1)."""
+        limits = self._rate_limits
+        if limits is None:
+            return None
+        now = self.clock()
+        if method == "chat.update":
+            window = self._update_window
+            while window and window[0] <= now - _UPDATE_WINDOW_SECONDS:
+                window.popleft()
+            if len(window) >= limits.update_per_minute:
+                return _whole_seconds(window[0] + _UPDATE_WINDOW_SECONDS - now)
+            window.append(now)
+        elif method == "chat.postMessage":
+            channel = str(params.get("channel") or "")
+            tokens, last = self._post_buckets.get(channel, (float(limits.post_burst), now))
+            tokens = min(float(limits.post_burst), tokens + (now - last) * limits.post_per_second)
+            if tokens < 1.0:
+                self._post_buckets[channel] = (tokens, now)
+                return _whole_seconds((1.0 - tokens) / limits.post_per_second)
+            self._post_buckets[channel] = (tokens - 1.0, now)
+        return None
 
     def _answer(self, method: str, params: Params, headers: dict[str, str]) -> dict[str, Any]:
         handler = self._extra_methods.get(method) or getattr(
