@@ -31,6 +31,7 @@ from bench.core_overhead import production_logging
 from core.config import Settings
 from core.domain import Reply
 from core.models.base import ChatModel, ModelEvent, StreamEnd, TextDelta
+from core.pacer import PLACEHOLDER
 from core.summarize import Excerpt, Summarizer, SummaryRequest
 from core.text import estimate_tokens
 
@@ -150,6 +151,13 @@ class TimedSink:
         self.edits += 1
         if self.first_text_at is None and text.strip():
             self.first_text_at = clock()
+
+    def message_id(self, ref: str) -> str | None:
+        """None: nothing here outlives the process, so there is nothing to resume."""
+        return None
+
+    def adopt(self, message_id: str) -> str:
+        return self.post(PLACEHOLDER)  # never reached: message_id() gives nothing to adopt
 
     def close(self) -> None:
         """Nothing held: this sink has no rate budget."""

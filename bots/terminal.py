@@ -11,6 +11,7 @@ import sys
 from typing import TextIO
 
 from core.domain import Reply
+from core.pacer import PLACEHOLDER
 
 
 class TerminalSink:
@@ -40,6 +41,13 @@ class TerminalSink:
 
     def update(self, ref: str, text: str) -> None:
         self._show(ref, text)
+
+    def message_id(self, ref: str) -> str | None:
+        """None: nothing here outlives the process, so there is nothing to resume."""
+        return None
+
+    def adopt(self, message_id: str) -> str:
+        return self.post(PLACEHOLDER)  # never reached: message_id() gives nothing to adopt
 
     def close(self) -> None:
         """Nothing held: this sink has no rate budget."""

@@ -3,7 +3,9 @@
 ``Assistant.answer`` is the single entry point every adapter calls, in a worker, never on the
 ack path. It checks the input, loads the conversation's history, retrieves from the files shared
 where the conversation lives, builds the prompt, streams the model through the pacer into the
-platform's sink, and records the exchange. Every failure ends as a readable message in the chat
+platform's sink, and records the exchange. The reply's message is recorded before the answer
+streams into it, so a redelivery after a crash finishes that message rather than leaving it
+half-written beside a second one. Every failure ends as a readable message in the chat
 and one log line that names the cause; nothing here lets an exception escape to the worker
 except a bug in an adapter's sink.
 """
@@ -123,7 +125,12 @@ class Assistant:
             },
         )
         sources = tuple(p.source for p in prompt.passages)
-        reply = pacer.deliver(self._model.stream(prompt), sources=sources)
+        reply = pacer.deliver(
+            self._model.stream(prompt),
+            sources=sources,
+            resume=self._unfinished_reply(question),
+            on_message=lambda message_id: self._history.remember_reply(question, message_id),
+        )
         self._record(question, reply)
         log.info(
             "answered",
@@ -174,6 +181,15 @@ class Assistant:
         except Exception:  # retrieval only enriches: a bug there must not silence the answer
             log.exception("retrieval raised unexpectedly; answering without files")
             return ()
+
+    def _unfinished_reply(self, question: Turn) -> str | None:
+        """The message an earlier run of this same question posted and did not finish (its
+        worker died): the answer goes there, not into a second message."""
+        try:
+            return self._history.reply_message(question.key, question.turn_id)
+        except StoreError as exc:
+            log.warning("reply record unavailable; answering anew", extra={"cause": exc.cause})
+            return None
 
     def _has_files(self, key: ConversationKey) -> bool:
         if self._retriever is None:

@@ -80,6 +80,16 @@ class ReplySink(Protocol):
         """The reply is over, finished or not: release what it held (room in a rate budget)."""
         ...
 
+    def message_id(self, ref: str) -> str | None:
+        """The platform's lasting id of the message behind ``ref``, once it exists (None for a
+        sink whose messages cannot be found again)."""
+        ...
+
+    def adopt(self, message_id: str) -> str:
+        """Carry on in a message posted earlier (by a run that died): returns a reference that
+        ``update`` and ``finish`` accept."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class _Failure:
@@ -116,10 +126,21 @@ class ReplyPacer:
     # -- public -----------------------------------------------------------------------------
 
     def deliver(
-        self, events: Iterable[ModelEvent], *, sources: tuple[SourceCitation, ...] = ()
+        self,
+        events: Iterable[ModelEvent],
+        *,
+        sources: tuple[SourceCitation, ...] = (),
+        resume: str | None = None,
+        on_message: Callable[[str], None] | None = None,
     ) -> Reply:
-        """Stream ``events`` into the sink; returns what was finally shown."""
-        run = _Run(self, sources)
+        """Stream ``events`` into the sink; returns what was finally shown.
+
+        ``on_message(id)`` is told the lasting id of the reply's message as soon as it exists
+        (before the answer streams into it), so that a run that dies can be resumed: a later
+        ``deliver(..., resume=id)`` carries on in that message instead of posting another.
+        """
+        run = _Run(self, sources, on_message)
+        run.resume = resume
         try:
             return run.stream(events)
         finally:
@@ -137,10 +158,18 @@ class ReplyPacer:
 class _Run:
     """The state of one reply. Offsets index into ``text``, the whole answer so far."""
 
-    def __init__(self, pacer: ReplyPacer, sources: tuple[SourceCitation, ...]) -> None:
+    def __init__(
+        self,
+        pacer: ReplyPacer,
+        sources: tuple[SourceCitation, ...],
+        on_message: Callable[[str], None] | None = None,
+    ) -> None:
         self.p = pacer
         self.sink = pacer._sink
         self.sources = sources
+        self.on_message = on_message
+        self.resume: str | None = None
+        self.noted: str | None = None  # the message id handed to ``on_message``
         self.text = ""
         self.ref: str | None = None
         self.start = 0  # where the current message begins in ``text``
@@ -168,12 +197,18 @@ class _Run:
     # -- streaming ----------------------------------------------------------------------------
 
     def stream(self, events: Iterable[ModelEvent]) -> Reply:
-        try:
-            self.ref = self._send(self.sink.post, self.p._placeholder, wait=self.p._final_wait)
-        except (SinkError, RateLimited) as exc:
-            log.error("placeholder could not be posted", extra={"cause": exc.cause})
-            _close(events)
-            return Reply(text="", complete=False, error=exc.cause)
+        if self.resume is not None:
+            self.ref = self.sink.adopt(self.resume)
+            self.noted = self.resume
+            log.info("resuming a reply whose first run did not finish")
+        else:
+            try:
+                self.ref = self._send(self.sink.post, self.p._placeholder, wait=self.p._final_wait)
+            except (SinkError, RateLimited) as exc:
+                log.error("placeholder could not be posted", extra={"cause": exc.cause})
+                _close(events)
+                return Reply(text="", complete=False, error=exc.cause)
+            self._note_message()
 
         inbox: queue.Queue[object] = queue.Queue()
         stop = threading.Event()
@@ -326,6 +361,7 @@ class _Run:
                 self.sink.update(self.ref, body)
                 self.shown = body
                 self.edits += 1
+                self._note_message()
         except RateLimited as exc:
             # Optional: skipped, and the next try shows whatever is newest by then.
             now = self.p._clock()
@@ -339,6 +375,19 @@ class _Run:
             return False
         self.next_edit_at = self.paced_until = self.p._clock() + self.p._interval
         return True
+
+    def _note_message(self) -> None:
+        """Hand the reply's first lasting message id to ``on_message``, once."""
+        if self.on_message is None or self.noted is not None or self.ref is None:
+            return
+        message_id = self.sink.message_id(self.ref)
+        if message_id is None:
+            return
+        self.noted = message_id
+        try:
+            self.on_message(message_id)
+        except ChatbotError as exc:  # the answer goes on; only a crash-resume is lost
+            log.warning("could not record the reply's message", extra={"cause": exc.cause})
 
     def _shrink(self) -> None:
         """The platform refused a message as too long: split at half the refused size."""

@@ -32,6 +32,7 @@ class RecordingSink:
     fail: Callable[[str, int], Exception | None] = lambda op, n: None
     clock: Callable[[], float] = time.monotonic
     closed: int = 0  # how many times the pacer said the reply is over
+    adopted: list[str] = field(default_factory=list)  # messages a resumed reply carried on in
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _record(self, op: str, ref: str, text: str, reply: Reply | None = None) -> None:
@@ -50,6 +51,13 @@ class RecordingSink:
 
     def update(self, ref: str, text: str) -> None:
         self._record("update", ref, text)
+
+    def message_id(self, ref: str) -> str | None:
+        return ref
+
+    def adopt(self, message_id: str) -> str:
+        self.adopted.append(message_id)
+        return message_id
 
     def close(self) -> None:
         self.closed += 1

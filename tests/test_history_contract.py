@@ -571,3 +571,28 @@ def test_dynamodb_client_honours_the_endpoint_variable(monkeypatch: pytest.Monke
 
     assert store._client.meta.endpoint_url == "http://127.0.0.1:4566"
     assert store._client.meta.region_name == "eu-west-1"
+
+
+def test_the_message_carrying_a_reply_is_remembered_per_question(store: HistoryStore) -> None:
+    question = make_turn("q1", START - 5, user_id="U-ALICE")
+    assert store.reply_message(KEY, "q1") is None
+    store.remember_reply(question, "1700000000.000200")
+    assert store.reply_message(KEY, "q1") == "1700000000.000200"
+    store.remember_reply(question, "1700000000.000300")  # a later attempt's message wins
+    assert store.reply_message(KEY, "q1") == "1700000000.000300"
+    assert store.reply_message(KEY, "q2") is None
+    assert store.reply_message(replace(KEY, channel="C2"), "q1") is None  # per conversation
+    store.append_turn(question)
+    assert [t.turn_id for t in store.recent_turns(KEY, 10)] == ["q1"]  # not a turn
+
+
+def test_reply_records_expire_within_a_day_and_go_with_the_persons_data(
+    store: HistoryStore, clock: FakeClock
+) -> None:
+    store.remember_reply(make_turn("q1", START, user_id="U-ALICE"), "m1")
+    store.remember_reply(make_turn("q2", START, user_id="U-BOB"), "m2")
+    assert store.delete_user_data("slack", "T1", "U-ALICE") == 1
+    assert store.reply_message(KEY, "q1") is None
+    assert store.reply_message(KEY, "q2") == "m2"
+    clock.advance(DAY + 1)
+    assert store.reply_message(KEY, "q2") is None

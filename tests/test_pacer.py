@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from core.errors import ModelStreamInterrupted, ModelThrottled
+from core.errors import ModelStreamInterrupted, ModelThrottled, StoreError
 from core.models.base import StreamEnd, TextDelta
 from core.pacer import EMPTY_ANSWER, GENERIC_ERROR, LATE_NOTICE, PLACEHOLDER, ReplyPacer
 from tests.fakes import RecordingSink, SinkCall, rate_limit_on, refuse, timed_stream
@@ -334,3 +334,35 @@ def assert_no_placeholder_left_unless_superseded(sink: RecordingSink) -> None:
     """The first message may stay partial only when the whole answer follows it."""
     last = [c for c in sink.calls if c.op == "post"][-1]
     assert sink.messages[last.ref] != PLACEHOLDER
+
+
+def test_the_reply_message_is_reported_before_the_answer_streams_into_it() -> None:
+    sink = RecordingSink()
+    seen: list[tuple[str, list[str]]] = []
+    reply = ReplyPacer(sink, interval=0.01).deliver(
+        timed_stream(["an ", "answer"]),
+        on_message=lambda mid: seen.append((mid, sink.ops())),
+    )
+    assert seen == [("m0", ["post"])]  # once, right after the placeholder, before any text
+    assert reply.complete
+
+
+def test_a_resumed_reply_carries_on_in_the_earlier_message() -> None:
+    sink = RecordingSink()
+    sink.messages["old"] = "Half an ans"
+    noted: list[str] = []
+    reply = ReplyPacer(sink, interval=0.01).deliver(
+        timed_stream(["The whole ", "answer."]), resume="old", on_message=noted.append
+    )
+    assert sink.adopted == ["old"] and "post" not in sink.ops()
+    assert sink.messages == {"old": "The whole answer."}
+    assert noted == [] and reply.complete  # already recorded by the first run
+
+
+def test_a_reply_record_that_cannot_be_written_does_not_stop_the_answer() -> None:
+    def broken(mid: str) -> None:
+        raise StoreError("history table unavailable")
+
+    sink = RecordingSink()
+    reply = ReplyPacer(sink, interval=0.01).deliver(timed_stream(["fine"]), on_message=broken)
+    assert reply.complete and sink.messages["m0"] == "fine"

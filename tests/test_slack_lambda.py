@@ -80,7 +80,10 @@ def test_mention_through_api_gateway_sqs_and_the_worker(
     request = bedrock_standin.requests[0]
     assert "what is the SLA?" in request.body["messages"][-1]["content"][0]["text"]
     items = aws["dynamodb"].scan(TableName=aws["history"])["Items"]
-    assert sorted(i["role"]["S"] for i in items) == ["assistant", "user"]
+    turns = [i for i in items if i["sk"]["S"].startswith("TURN#")]
+    assert sorted(i["role"]["S"] for i in turns) == ["assistant", "user"]
+    (record,) = [i for i in items if i["sk"]["S"].startswith("REPLY#")]
+    assert record["message_id"]["S"] == reply["ts"]  # recorded, should the worker die mid-way
     # Slack's calls were counted in the table every worker container shares.
     budgets = aws["dynamodb"].scan(TableName=aws["budgets"])["Items"]
     assert {i["scope"]["S"] for i in budgets} == {
@@ -145,3 +148,62 @@ def test_a_bad_record_holds_back_its_conversation_but_not_others(
     assert failed == {"broken-1", same_msg["MessageId"]}
     answered = [m for m in slack_standin.messages("C1", other["ts"]) if m.get("bot_id")]
     assert len(answered) == 1 and slack_standin.messages("C1", same["ts"])[1:] == []
+
+
+_DOOMED_WORKER = """
+import json, sys
+import bots.aws.worker as worker
+from tests.lambda_harness import LambdaContext
+
+class Dying(LambdaContext):
+    def get_remaining_time_in_millis(self) -> int:
+        return 1000  # its in-progress mark lapses a second after it starts
+
+worker.handler(json.loads(sys.stdin.read()), Dying())
+"""
+
+
+def test_a_worker_killed_mid_answer_is_finished_in_the_same_message_on_redelivery(
+    aws: dict[str, Any], slack_standin: SlackStandIn, bedrock_standin: BedrockStandIn
+) -> None:
+    """A real worker process is killed (SIGKILL) after its placeholder and first words are up;
+    SQS redelivers the job, and the next worker completes that message: one answer, no orphan."""
+    import subprocess
+    import sys
+    import time
+
+    bedrock_standin.script(
+        Stream(["Half an ans", "wer that never ends"] + ["."] * 50, delay=0.5),
+        Stream(["The whole ", "answer."]),
+    )
+    mention = sr.app_mention("<@UBOT> tell me everything")
+    assert ingress.handler(api_event(sr.event_callback(mention)), LambdaContext())[
+        "statusCode"
+    ] == 200
+    event = sqs_event(drain(aws))
+    doomed = subprocess.Popen(
+        [sys.executable, "-c", _DOOMED_WORKER], stdin=subprocess.PIPE, text=True
+    )
+    assert doomed.stdin is not None
+    doomed.stdin.write(json.dumps(event))
+    doomed.stdin.close()
+    try:
+        deadline = time.monotonic() + 30
+        while not any(
+            "Half an ans" in c.params.get("text", "") for c in slack_standin.calls_to("chat.update")
+        ):
+            assert doomed.poll() is None and time.monotonic() < deadline, "no first words shown"
+            time.sleep(0.05)
+    finally:
+        doomed.kill()
+        doomed.wait(10)
+    (half,) = [m for m in slack_standin.messages("C1", mention["ts"]) if m.get("bot_id")]
+    assert half["text"].startswith("Half an ans")  # left half-written by the dead worker
+    time.sleep(1.0)  # past the dead invocation's in-progress mark, as SQS's visibility timeout
+
+    assert worker.handler(event, LambdaContext()) == {"batchItemFailures": []}
+
+    (reply,) = [m for m in slack_standin.messages("C1", mention["ts"]) if m.get("bot_id")]
+    assert reply["ts"] == half["ts"]
+    assert reply["blocks"][0]["text"] == "The whole answer."
+    assert len(slack_standin.calls_to("chat.postMessage")) == 1  # no second placeholder

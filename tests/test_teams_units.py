@@ -451,3 +451,19 @@ def test_the_local_host_refuses_unauthenticated_teams_off_loopback(tmp_path: Pat
     finally:
         app.close()
     assert response.status == 503 and b"127.0.0.1" in response.body
+
+
+def test_a_reply_can_be_found_again_once_its_message_exists_and_resumed() -> None:
+    connector = FakeConnector()
+    sink = make_sink(connector)
+    ref = sink.post(PLACEHOLDER)
+    assert sink.message_id(ref) is None  # typing only: nothing to resume
+    sink.update(ref, "Half")
+    message_id = sink.message_id(ref)
+    assert message_id == "m2"
+
+    later = make_sink(connector)  # the next worker, after the first one died
+    resumed = later.adopt(message_id)
+    later.finish(resumed, "The whole answer.", Reply("The whole answer."))
+    assert connector.calls[-1] == ("update", "m2", "The whole answer.")
+    assert [c for c in connector.calls if c[1] == "message"] == [("send", "message", "Half")]

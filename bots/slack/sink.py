@@ -117,6 +117,15 @@ class SlackReplySink:
         if self._opened:
             self._budget.close(self._edits, self._holder)
 
+    def message_id(self, ref: str) -> str | None:
+        return ref  # the message's ts
+
+    def adopt(self, message_id: str) -> str:
+        if not self._opened:
+            self._opened = True
+            self._budget.open(self._edits, self._holder)
+        return message_id
+
     def _edit(
         self, ref: str, text: str, sources: tuple[SourceCitation, ...], priority: Priority
     ) -> None:

@@ -146,6 +146,17 @@ class TeamsReplySink:
         if self._typed:
             self._budget.close(self._scope, self._holder)
 
+    def message_id(self, ref: str) -> str | None:
+        if ref in self._pending:
+            return None  # only typing so far: no message to find again
+        return self._ids.get(ref, ref)
+
+    def adopt(self, message_id: str) -> str:
+        if not self._typed:
+            self._typed = True
+            self._budget.open(self._scope, self._holder)
+        return message_id
+
     # -- calls ------------------------------------------------------------------------------
 
     def _materialize(self, ref: str, text: str, priority: Priority) -> None:

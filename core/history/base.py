@@ -11,6 +11,7 @@ from dataclasses import asdict, fields
 from core.domain import ConversationKey, FileRef, Turn
 
 log = logging.getLogger(__name__)
+REPLY_RECORD_SECONDS = 86_400.0  # long enough for any redelivery (SQS, Slack's last retry)
 _FILE_FIELDS = frozenset(f.name for f in fields(FileRef))
 
 
@@ -30,6 +31,16 @@ class HistoryStore(abc.ABC):
     @abc.abstractmethod
     def recent_turns(self, key: ConversationKey, limit: int) -> Sequence[Turn]:
         """The newest ``limit`` unexpired turns of one conversation, oldest first."""
+
+    @abc.abstractmethod
+    def remember_reply(self, question: Turn, message_id: str) -> None:
+        """Record which platform message carries the answer to ``question``, before the answer
+        streams into it: a job redelivered after a crash then finishes that same message instead
+        of leaving it half-written and posting another. Kept for a day at most."""
+
+    @abc.abstractmethod
+    def reply_message(self, key: ConversationKey, turn_id: str) -> str | None:
+        """The message recorded by :meth:`remember_reply` for that question, if any."""
 
     @abc.abstractmethod
     def delete_user_data(self, platform: str, workspace: str, user_id: str) -> int:

@@ -3,7 +3,9 @@
 Item layout (every attribute a plain DynamoDB type, so the table reads well in the console)::
 
     pk          S  "CONV#" + ConversationKey.id        e.g. CONV#slack#T1#C1#1700000000.000100
-    sk          S  "TURN#" + created_at in ms (15 digits, zero-padded) + "#" + turn_id
+    sk          S  "TURN#" + created_at in ms (15 digits, zero-padded) + "#" + turn_id,
+                   or "REPLY#" + turn_id: the message carrying the answer to that question
+                   (``message_id`` S), so a job redelivered after a crash finishes it
     gsi1pk      S  "USER#{platform}#{workspace}#{user_id}"   (index "by-user")
     gsi1sk      S  same as sk
     turn_id     S
@@ -44,7 +46,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from core.domain import ConversationKey, Role, Turn
 from core.errors import StoreError, TurnAlreadyStored
-from core.history.base import HistoryStore, files_from_json, files_to_json
+from core.history.base import REPLY_RECORD_SECONDS, HistoryStore, files_from_json, files_to_json
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +113,11 @@ def conversation_pk(key: ConversationKey) -> str:
 
 def turn_sk(created_at: float, turn_id: str) -> str:
     return f"TURN#{max(0, int(created_at * 1000)):015d}#{turn_id}"
+
+
+def reply_sk(turn_id: str) -> str:
+    """Beside the turns (``TURN#...``), never read by :meth:`recent_turns`."""
+    return "REPLY#" + turn_id
 
 
 def user_pk(platform: str, workspace: str, user_id: str) -> str:
@@ -198,6 +205,37 @@ class DynamoDbHistoryStore(HistoryStore):
                 break
         newest_first.reverse()
         return newest_first
+
+    def remember_reply(self, question: Turn, message_id: str) -> None:
+        key = question.key
+        sk = reply_sk(question.turn_id)
+        expires = self._clock() + min(self._retention_seconds, REPLY_RECORD_SECONDS)
+        item = {
+            "pk": {"S": conversation_pk(key)},
+            "sk": {"S": sk},
+            # Under the asker, like the turns: erasing a person's data erases these too.
+            "gsi1pk": {"S": user_pk(key.platform, key.workspace, question.user_id)},
+            "gsi1sk": {"S": sk},
+            "message_id": {"S": message_id},
+            TTL_ATTRIBUTE: {"N": str(math.ceil(expires))},
+        }
+        try:
+            self._client.put_item(TableName=self._table, Item=item)
+        except (ClientError, BotoCoreError) as exc:
+            raise _store_error("PutItem", "recording a reply message", exc) from exc
+
+    def reply_message(self, key: ConversationKey, turn_id: str) -> str | None:
+        try:
+            item = self._client.get_item(
+                TableName=self._table,
+                Key={"pk": {"S": conversation_pk(key)}, "sk": {"S": reply_sk(turn_id)}},
+                ConsistentRead=True,
+            ).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise _store_error("GetItem", "reading a reply message", exc) from exc
+        if not item or float(item[TTL_ATTRIBUTE]["N"]) <= self._clock():
+            return None
+        return str(item["message_id"]["S"])
 
     def delete_user_data(self, platform: str, workspace: str, user_id: str) -> int:
         request: dict[str, Any] = {

@@ -25,7 +25,7 @@ from typing import Any
 
 from core.domain import ConversationKey, Role, Turn
 from core.errors import StoreError, TurnAlreadyStored
-from core.history.base import HistoryStore, files_from_json, files_to_json
+from core.history.base import REPLY_RECORD_SECONDS, HistoryStore, files_from_json, files_to_json
 from core.sqlite import open_database
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,17 @@ CREATE TABLE IF NOT EXISTS turns (
 CREATE INDEX IF NOT EXISTS turns_by_conversation ON turns (conv_id, created_at, seq);
 CREATE INDEX IF NOT EXISTS turns_by_user ON turns (platform, workspace, user_id);
 CREATE INDEX IF NOT EXISTS turns_by_expiry ON turns (expires_at);
+CREATE TABLE IF NOT EXISTS reply_messages (
+    conv_id    TEXT NOT NULL,
+    turn_id    TEXT NOT NULL,
+    platform   TEXT NOT NULL,
+    workspace  TEXT NOT NULL,
+    user_id    TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (conv_id, turn_id)
+);
+CREATE INDEX IF NOT EXISTS reply_messages_by_user ON reply_messages (platform, workspace, user_id);
 """
 
 _INSERT = """
@@ -132,17 +143,47 @@ class SqliteHistoryStore(HistoryStore):
         rows.reverse()
         return [_turn_from_row(key, row) for row in rows]
 
-    def delete_user_data(self, platform: str, workspace: str, user_id: str) -> int:
+    def remember_reply(self, question: Turn, message_id: str) -> None:
+        key = question.key
+        expires = self._clock() + min(self._retention_seconds, REPLY_RECORD_SECONDS)
+        row = (key.id, question.turn_id, key.platform, key.workspace, question.user_id)
         with self._lock:
             try:
                 with self._conn:
-                    cursor = self._conn.execute(
-                        "DELETE FROM turns WHERE platform = ? AND workspace = ? AND user_id = ?",
-                        (platform, workspace, user_id),
+                    self._conn.execute(
+                        "INSERT OR REPLACE INTO reply_messages VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (*row, message_id, expires),
                     )
             except sqlite3.Error as exc:
+                raise StoreError(f"recording the reply to {question.turn_id}: {exc}") from exc
+
+    def reply_message(self, key: ConversationKey, turn_id: str) -> str | None:
+        with self._lock:
+            try:
+                row = self._conn.execute(
+                    "SELECT message_id FROM reply_messages"
+                    " WHERE conv_id = ? AND turn_id = ? AND expires_at > ?",
+                    (key.id, turn_id, self._clock()),
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise StoreError(f"reading the reply to {turn_id}: {exc}") from exc
+        return str(row[0]) if row else None
+
+    def delete_user_data(self, platform: str, workspace: str, user_id: str) -> int:
+        deleted = 0
+        with self._lock:
+            try:
+                with self._conn:
+                    for table in ("turns", "reply_messages"):
+                        cursor = self._conn.execute(
+                            f"DELETE FROM {table}"  # noqa: S608 - a fixed table name
+                            " WHERE platform = ? AND workspace = ? AND user_id = ?",
+                            (platform, workspace, user_id),
+                        )
+                        deleted += cursor.rowcount
+            except sqlite3.Error as exc:
                 raise StoreError(f"deleting user data of {platform}/{workspace}: {exc}") from exc
-        return cursor.rowcount
+        return deleted
 
     def close(self) -> None:
         with self._lock:
@@ -154,6 +195,7 @@ class SqliteHistoryStore(HistoryStore):
         try:
             with self._conn:
                 cursor = self._conn.execute("DELETE FROM turns WHERE expires_at <= ?", (now,))
+                self._conn.execute("DELETE FROM reply_messages WHERE expires_at <= ?", (now,))
         except sqlite3.Error:
             logger.warning("purging expired history turns failed", exc_info=True)
             return
