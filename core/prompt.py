@@ -2,12 +2,17 @@
 piece of text from people or files fenced as data.
 
 The fences are tags that the system prompt explains. Text inside them cannot close a fence or
-open another: any tag of ours that appears in the text is defanged before it is wrapped.
+open another: every fenced field, body or attribute, goes through one sanitizer (:func:`defang`,
+:func:`attribute`) that first removes what could disguise a tag (format and default-ignorable
+characters: soft hyphens, zero-width and bidi controls, variation selectors, fillers, tag
+characters) and folds look-alikes to their plain form (NFKC: full-width and small-form angle
+brackets become ``<`` and ``>``), and only then makes any tag of ours inert.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,7 +24,16 @@ _FENCE_TAGS = re.compile(
     r"<\s*(/?)\s*(user_message|documents|document|excerpts|excerpt|system|instructions)\b",
     re.I,
 )
-_ATTR_UNSAFE = re.compile(r'["<>\n\r]')
+# Unicode's format characters (category Cf) and default-ignorable code points: invisible, so a
+# tag split by one still reads as a tag to a model while no pattern matches it.
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u115f\u1160"
+    "\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164"
+    "\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
+)
+_ATTR_UNSAFE = re.compile(r'["<>]')
+_ATTR_MAX_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,26 +57,34 @@ class Prompt:
     task: str = "answer"  # or "summarize": models that work on structure (offline) need to know
 
 
+def _plain(text: str) -> str:
+    """What a reader (or a model) sees: no invisible characters, look-alikes folded."""
+    return unicodedata.normalize("NFKC", _INVISIBLE.sub("", text))
+
+
 def defang(text: str) -> str:
-    """Make our fence tags inert inside untrusted text (``<document`` becomes ``‹document``)."""
-    return _FENCE_TAGS.sub(lambda m: f"‹{m.group(1)}{m.group(2)}", text)
+    """Untrusted text fit to go inside a fence: in its plain form (see the module docstring),
+    with our fence tags made inert (``<document`` becomes ``‹document``)."""
+    return _FENCE_TAGS.sub(lambda m: f"‹{m.group(1)}{m.group(2)}", _plain(text))
 
 
-def _attr(value: str) -> str:
-    return _ATTR_UNSAFE.sub("", value)[:200]
+def attribute(value: str) -> str:
+    """Untrusted text fit for a fence tag's attribute: one line, no quote or angle bracket."""
+    return " ".join(_ATTR_UNSAFE.sub("", _plain(value)).split())[:_ATTR_MAX_CHARS]
+
 
 
 def fence_user_text(text: str, author: str) -> str:
-    return f'<user_message author="{_attr(author)}">\n{defang(text)}\n</user_message>'
+    return f'<user_message author="{attribute(author)}">\n{defang(text)}\n</user_message>'
 
 
 def fence_passages(passages: Sequence[Passage]) -> str:
     parts = []
     for p in passages:
         src = p.source
-        attrs = f'id="{_attr(src.source_id)}" title="{_attr(src.title)}"'
+        attrs = f'id="{attribute(src.source_id)}" title="{attribute(src.title)}"'
         if src.location:
-            attrs += f' location="{_attr(src.location)}"'
+            attrs += f' location="{attribute(src.location)}"'
         parts.append(f"<document {attrs}>\n{defang(p.text)}\n</document>")
     return "<documents>\n" + "\n".join(parts) + "\n</documents>"
 

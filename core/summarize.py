@@ -26,7 +26,7 @@ from core.domain import Passage, Reply, Role, SourceCitation
 from core.errors import ModelError, ModelUnavailable
 from core.models.base import ChatModel, InferenceSettings, ModelEvent, StreamEnd, TextDelta
 from core.pacer import DEFAULT_FINAL_WAIT, ReplyPacer, ReplySink
-from core.prompt import Prompt, PromptMessage, defang
+from core.prompt import Prompt, PromptMessage, attribute, defang
 from core.text import clean_text, estimate_tokens, truncate_to_tokens
 
 if TYPE_CHECKING:
@@ -129,7 +129,6 @@ _KIND_RULES = {
 _MAX_ROUNDS = 6  # each round shrinks the input several times over; this only stops a runaway
 _PROMPT_MARGIN = 250  # tokens for the title, the part's labels and the estimate's rounding
 _MIN_CONTENT_TOKENS = 200
-_ATTR_UNSAFE = str.maketrans({'"': "", "<": "", ">": "", "\n": " ", "\r": " "})
 
 
 @dataclass(frozen=True, slots=True)
@@ -476,7 +475,7 @@ class Summarizer:
             source=_SOURCES[(kind, part.round > 1)],
             index=part.index,
             total=part.total,
-            span=_attr(part.span),
+            span=attribute(part.span),
             words=self._map_inference.max_tokens * 3 // 4,
         )
         return self._prompt(request, part.items, instructions, self._map_inference)
@@ -521,9 +520,10 @@ def _fence(items: Iterable[_Item], *, title: str, kind: str) -> str:
     ours in the text made inert, and labels and title stripped of what could break out of an
     attribute."""
     body = "\n".join(
-        f'<excerpt label="{_attr(item.label)}">\n{defang(item.text)}\n</excerpt>' for item in items
+        f'<excerpt label="{attribute(item.label)}">\n{defang(item.text)}\n</excerpt>'
+        for item in items
     )
-    return f'<excerpts title="{_attr(title)}" kind="{kind}">\n{body}\n</excerpts>'
+    return f'<excerpts title="{attribute(title)}" kind="{kind}">\n{body}\n</excerpts>'
 
 
 # -- streams -----------------------------------------------------------------------------------
@@ -589,10 +589,6 @@ def _span(first: str, last: str) -> str:
 def _cost(item: _Item) -> int:
     """Estimated tokens of an item in the prompt, its fence included."""
     return estimate_tokens(item.text) + estimate_tokens(item.label) + 8
-
-
-def _attr(value: str) -> str:
-    return value.translate(_ATTR_UNSAFE)[:200]
 
 
 def _one_line(value: str) -> str:
