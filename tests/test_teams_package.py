@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
@@ -134,14 +135,28 @@ def test_the_color_icon_is_opaque(package: zipfile.ZipFile) -> None:
     assert all(a == 255 for *_, a in _pixels(package.read("color.png")))
 
 
+def _draw_icons() -> Any:
+    """The development script that draws the icons (it is not an importable module)."""
+    path = teams_package.MANIFEST_DIR / "draw_icons.py"
+    spec = importlib.util.spec_from_file_location("draw_icons", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_the_committed_icons_are_what_the_generator_draws() -> None:
     committed = teams_package.MANIFEST_DIR
-    assert _pixels((committed / "color.png").read_bytes()) == _pixels(
-        teams_package.draw_color_icon()
-    )
+    draw_icons = _draw_icons()
+    assert _pixels((committed / "color.png").read_bytes()) == _pixels(draw_icons.draw_color_icon())
     assert _pixels((committed / "outline.png").read_bytes()) == _pixels(
-        teams_package.draw_outline_icon()
+        draw_icons.draw_outline_icon()
     )
+
+
+def test_the_icon_drawing_is_not_shipped_with_the_service() -> None:
+    assert not hasattr(teams_package, "draw_color_icon")
+    assert not hasattr(teams_package, "encode_png")
 
 
 @pytest.mark.parametrize(
@@ -169,7 +184,7 @@ def _copy_manifest_dir(tmp_path: Path) -> Path:
 
 def test_an_icon_of_the_wrong_size_is_refused(tmp_path: Path) -> None:
     folder = _copy_manifest_dir(tmp_path)
-    (folder / "outline.png").write_bytes(teams_package.encode_png(16, 16, b"\xff" * 16 * 16 * 4))
+    (folder / "outline.png").write_bytes(_draw_icons().encode_png(16, 16, b"\xff" * 16 * 16 * 4))
     with pytest.raises(ValueError, match=r"icons\.outline must be 32x32 pixels, not 16x16"):
         build_package(tmp_path / "app.zip", app_id=APP_ID, bot_id=BOT_ID, manifest_dir=folder)
 
