@@ -35,7 +35,12 @@ def test_core_imports_no_platform_code() -> None:
 
 def loaded_after_import(module: str) -> list[str]:
     code = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
-    env = {"PATH": "/usr/bin:/bin", "AWS_REGION": "us-east-1", "CHATBOT_QUEUE_URL": "x"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "AWS_REGION": "us-east-1",
+        "CHATBOT_QUEUE_URL": "x",
+        "PYTHONDONTWRITEBYTECODE": "1",  # leave no __pycache__ in the checkout
+    }
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     )

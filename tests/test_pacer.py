@@ -60,13 +60,26 @@ def test_fast_stream_is_coalesced_into_few_edits_spaced_by_the_interval() -> Non
 
 def test_first_text_is_shown_without_waiting_for_an_interval() -> None:
     sink = RecordingSink()
-    # The second chunk comes long after the first; an interval of 10 s would hold the first
-    # words back if the pacer waited an interval before the first edit.
-    stream = timed_stream(["Hello", " world"], delay=0.3)
-    ReplyPacer(sink, interval=10.0, sleep=lambda s: None).deliver(stream)
+    shown = threading.Event()
+
+    def record(op: str, n: int) -> None:
+        if op == "update":
+            shown.set()
+
+    sink.fail = lambda op, n: record(op, n)  # type: ignore[assignment,func-returns-value]
+
+    def stream():  # type: ignore[no-untyped-def]
+        yield TextDelta("Hello")
+        # The second chunk exists only once the first is on screen: an interval of 10 s would
+        # hold "Hello" back, and then this wait would run out instead.
+        assert shown.wait(5.0), "the first text was held back"
+        yield TextDelta(" world")
+        yield StreamEnd()
+
+    reply = ReplyPacer(sink, interval=10.0, sleep=lambda s: None).deliver(stream())
     updates = [c for c in sink.calls if c.op == "update"]
     assert updates and updates[0].text == "Hello"
-    assert updates[0].at - sink.calls[0].at < 0.3  # shown before the second chunk existed
+    assert reply.complete and reply.text == "Hello world"
 
 
 def test_slow_stream_shows_each_chunk_as_it_arrives() -> None:
