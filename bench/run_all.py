@@ -19,6 +19,7 @@ BENCHMARKS: list[str] = [
     "bench.extraction",
     "bench.retrieval",
     "bench.summarize",
+    "bench.peak",
 ]
 
 

@@ -1,0 +1,149 @@
+"""``bench.peak``'s driver at N=2, against the stand-ins and a real host subprocess: the
+measurement plumbing (answers counted complete, 429s counted, the log-driven end of a round, the
+report's verdicts) must not rot silently. No timing is asserted."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench import peak
+from tests.standins.slack import SlackCall
+
+FAST = peak.ModelPace(ttft=0.05, deltas=12, gap=0.01)
+ANSWER = FAST.answer
+FIRST = FAST.chunks()[0]
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.mark.parametrize("side", peak.SIDES)
+def test_a_round_counts_complete_answers(side: str) -> None:
+    result = peak.run_round(side, 2, pace=FAST, cap_s=60, slack_latency_s=0.0)
+
+    assert (result.complete, result.connection_errors, result.bad_acks) == (2, 0, 0)
+    assert result.ended_by in ("every answer final", "every job ended (host log)")
+    assert result.model_streams == 2
+    assert result.rate_limited == 0 and result.rate_limited_pct == 0.0
+    assert result.posts >= 2 and result.slack_calls >= result.posts + result.updates
+    # Every answer was followed from its ack to its final text.
+    assert len(result.ack_s) == len(result.first_visible_s) == 2
+    assert len(result.text_visible_s) == len(result.final_s) == 2
+    assert math.isfinite(result.last_final_s)
+    assert len(result.shown_at_model_end) == 2
+    assert all(0 < share <= 1 for share in result.shown_at_model_end)
+    assert result.memory_kb["VmHWM"] >= result.memory_kb["VmRSS"] > 0
+    assert result.answered_logged == 2 and result.answered_incomplete == 0
+    assert result.host_exceptions == {}
+
+
+def test_a_tiny_update_budget_shows_as_429s_and_incomplete_answers() -> None:
+    # The baseline gives up at its first 429: with one chat.update a minute for the workspace
+    # neither answer can finish, and the round must end on the host's log, not at the cap.
+    result = peak.run_round(
+        "baseline",
+        2,
+        pace=FAST,
+        tiers=peak.SlackTiers(update_per_minute=1),
+        cap_s=60,
+        slack_latency_s=0.0,
+    )
+
+    assert result.complete == 0
+    assert result.rate_limited >= 2
+    assert result.rate_limited == result.rate_limited_by_method["chat.update"]
+    assert result.rate_limited_pct == pytest.approx(100 * result.rate_limited / result.slack_calls)
+    assert result.ended_by == "every job ended (host log)"
+    assert result.answered_incomplete == 2
+    assert math.isinf(result.last_final_s) and result.final_s == []
+
+
+def _mention(channel: str, ts: str) -> peak.Mention:
+    mention = peak.Mention(0, channel, ts, "peak-abcdef-q000", b"", {})
+    mention.sent_at, mention.ack_at, mention.status = 10.0, 10.1, 200
+    return mention
+
+
+def _call(method: str, at: float, params: dict[str, object], **response: object) -> SlackCall:
+    status = 429 if response.get("error") == "ratelimited" else 200
+    ok = "error" not in response
+    return SlackCall(method, params, {}, at, status, {"ok": ok, **response})
+
+
+def test_the_tracker_follows_answers_by_channel_and_thread() -> None:
+    mentions = [_mention("C1", "1.000001"), _mention("C2", "1.000002")]
+    tracker = peak.Tracker(mentions, ANSWER, FIRST)
+    blocks = [{"type": "markdown", "text": ANSWER}]
+    tracker.feed(
+        [
+            _call("chat.postMessage", 10.2, {"channel": "C1", "thread_ts": "1.000001"}, ts="2.1"),
+            _call("chat.postMessage", 10.3, {"channel": "C2", "thread_ts": "1.000002"}, ts="2.2"),
+            # refused, and another thread's message: neither counts for C1's answer
+            _call(
+                "chat.update",
+                11.0,
+                {"channel": "C1", "ts": "2.1", "text": FIRST},
+                error="ratelimited",
+            ),
+            _call("chat.update", 11.5, {"channel": "C2", "ts": "2.2", "text": FIRST + " x"}),
+            _call("chat.update", 12.0, {"channel": "C1", "ts": "2.1", "text": FIRST}),
+            _call(
+                "chat.update", 14.0, {"channel": "C1", "ts": "2.1", "text": "…", "blocks": blocks}
+            ),
+        ]
+    )
+    c1, c2 = tracker.traces[("C1", "1.000001")], tracker.traces[("C2", "1.000002")]
+    assert (c1.placeholder_at, c1.first_text_at, c1.final_at) == (10.2, 12.0, 14.0)
+    assert (c2.placeholder_at, c2.first_text_at, c2.final_at) == (10.3, 11.5, math.inf)
+    assert tracker.finals == 1
+    assert c1.shown == [(10.2, 0), (12.0, len(FIRST)), (14.0, len(ANSWER))]
+    assert c2.shown == [(10.3, 0), (11.5, len(FIRST) + 1)]  # "First x": a prefix plus a space
+    assert tracker.last_call_at == 14.0
+
+
+def _result(side: str, *, complete: int, rate_limited: int, finals: int) -> peak.RoundResult:
+    n = peak.TARGET_N
+    return peak.RoundResult(
+        side=side,
+        n=n,
+        channels=25,
+        complete=complete,
+        connection_errors=0,
+        error_kinds={},
+        bad_acks=0,
+        slow_acks=0,
+        ack_s=[0.05] * n,
+        slack_calls=150,
+        posts=50,
+        updates=100,
+        rate_limited=rate_limited,
+        rate_limited_by_method={"chat.update": rate_limited},
+        first_visible_s=[0.2] * n,
+        text_visible_s=[0.4] * n,
+        final_s=[60.0] * finals,
+        final_after_model_s=[56.0] * finals,
+        shown_at_model_end=[0.5] * n,
+        memory_kb={"VmHWM": 90_000, "VmRSS": 80_000},
+        duration_s=61.0,
+        ended_by="every answer final",
+        answered_logged=n,
+        answered_incomplete=n - complete,
+        model_streams=n,
+    )
+
+
+def test_the_report_gives_each_target_a_verdict() -> None:
+    ours = _result("ours", complete=50, rate_limited=0, finals=50)
+    base = _result("baseline", complete=0, rate_limited=50, finals=0)
+    compact, section = peak.report([ours, base], 70.0, pace=FAST)
+    assert "MISSED" not in compact
+    assert section.count("PASS") == 6 and "**MISS**" not in section
+    assert "not all final (0/50)" in section
+
+    worse = _result("ours", complete=49, rate_limited=2, finals=49)
+    compact, section = peak.report([worse, base], 70.0, pace=FAST)
+    assert "MISSED TARGETS: answers complete, 429s / Slack calls, burst → last answer final" in (
+        compact
+    )
+    assert section.count("**MISS**") == 3
