@@ -45,7 +45,7 @@ from core.domain import ConversationKey, Reply, Role, SourceCitation, Turn
 from core.history.sqlite import SqliteHistoryStore
 from core.models.base import ChatModel, ModelEvent, StreamEnd, TextDelta
 from core.observability import configure_logging
-from core.pacer import PLACEHOLDER, ReplyPacer, ReplySink
+from core.pacer import ProcessLocalSink, ReplyPacer, ReplySink
 
 if TYPE_CHECKING:
     from core.prompt import Prompt
@@ -89,7 +89,7 @@ class SinkCall:
 
 
 @dataclass
-class RecordingSink:
+class RecordingSink(ProcessLocalSink):
     """A ReplySink that timestamps every call the moment it arrives."""
 
     max_chars: int = 4000
@@ -101,16 +101,6 @@ class RecordingSink:
 
     def update(self, ref: str, text: str) -> None:
         self.calls.append(SinkCall("update", clock(), text))
-
-    def message_id(self, ref: str) -> str | None:
-        """None: nothing here outlives the process, so there is nothing to resume."""
-        return None
-
-    def adopt(self, message_id: str) -> str:
-        return self.post(PLACEHOLDER)  # never reached: message_id() gives nothing to adopt
-
-    def close(self) -> None:
-        """Nothing held: this sink has no rate budget."""
 
     def finish(self, ref: str, text: str, reply: Reply) -> None:
         self.calls.append(SinkCall("finish", clock(), text))

@@ -31,7 +31,7 @@ from bench.core_overhead import production_logging
 from core.config import Settings
 from core.domain import Reply
 from core.models.base import ChatModel, ModelEvent, StreamEnd, TextDelta
-from core.pacer import PLACEHOLDER
+from core.pacer import ProcessLocalSink
 from core.summarize import Excerpt, Summarizer, SummaryRequest
 from core.text import estimate_tokens
 
@@ -133,7 +133,7 @@ class FixedLatencyModel(ChatModel):
 
 
 @dataclass
-class TimedSink:
+class TimedSink(ProcessLocalSink):
     """A ReplySink that keeps the final text and when the first text and the finish came."""
 
     max_chars: int = 12_000
@@ -151,16 +151,6 @@ class TimedSink:
         self.edits += 1
         if self.first_text_at is None and text.strip():
             self.first_text_at = clock()
-
-    def message_id(self, ref: str) -> str | None:
-        """None: nothing here outlives the process, so there is nothing to resume."""
-        return None
-
-    def adopt(self, message_id: str) -> str:
-        return self.post(PLACEHOLDER)  # never reached: message_id() gives nothing to adopt
-
-    def close(self) -> None:
-        """Nothing held: this sink has no rate budget."""
 
     def finish(self, ref: str, text: str, reply: Reply) -> None:
         self.finished_at = clock()

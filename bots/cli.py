@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import secrets
 import signal
 import sys
 import time
 import uuid
 from dataclasses import replace
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from core.config import ConfigError, Settings, load_settings
 from core.domain import ConversationKey, Role, Turn
 from core.observability import configure_logging
+
+if TYPE_CHECKING:
+    from bots.local.app import LocalApp
 
 log = logging.getLogger("bots.cli")  # not __name__: under "python -m" that is __main__
 
@@ -63,12 +68,18 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     settings = replace(settings, host=host or settings.host, port=port or settings.port)
     app = build_local_app(settings)
     try:
-        server = LocalServer((settings.host, settings.port), app.routes)
+        server = LocalServer(
+            (settings.host, settings.port),
+            app.routes,
+            allowed_hosts=settings.allowed_hosts,
+            token=secrets.token_urlsafe(32),  # this run's key to /local/* off loopback
+        )
     except OSError as exc:
         print(
             f"chatbot: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
             file=sys.stderr,
         )
+        app.close(drain_seconds=0)  # jobs left by the last run wait in the queue file
         return 2
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -88,6 +99,12 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         f"chatbot: serving on {server.url} (llm={settings.llm}, store={settings.store})",
         file=sys.stderr,
     )
+    if server.guard.needs_token:  # printed once, never logged
+        print(
+            f"chatbot: /local/* on {server.url} needs this run's token: "
+            f"Authorization: Bearer {server.guard.token}",
+            file=sys.stderr,
+        )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -95,9 +112,23 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     finally:
         if socket_mode is not None:
             socket_mode.close()
-        server.server_close()
-        app.close()
+        server.server_close()  # no new connections from here on
+        _drain(app, settings.drain_seconds)
     return 0
+
+
+def _drain(app: LocalApp, seconds: float) -> None:
+    """Running jobs get ``seconds`` to finish; queued ones do not start. Whatever did not finish
+    stays in the durable queue and runs at the next start. A second signal stops at once."""
+    print(f"chatbot: stopping (running jobs get up to {seconds:g}s)", file=sys.stderr)
+    try:
+        finished = app.close(drain_seconds=seconds)
+    except KeyboardInterrupt:
+        finished = False
+    if not finished:
+        print(
+            "chatbot: jobs still running were stopped; they run at the next start", file=sys.stderr
+        )
 
 
 def _ask(settings: Settings, args: argparse.Namespace) -> int:

@@ -11,10 +11,10 @@ import sys
 from typing import TextIO
 
 from core.domain import Reply
-from core.pacer import PLACEHOLDER
+from core.pacer import ProcessLocalSink
 
 
-class TerminalSink:
+class TerminalSink(ProcessLocalSink):
     max_chars = 1_000_000
 
     def __init__(self, out: TextIO | None = None, status: TextIO | None = None) -> None:
@@ -41,16 +41,6 @@ class TerminalSink:
 
     def update(self, ref: str, text: str) -> None:
         self._show(ref, text)
-
-    def message_id(self, ref: str) -> str | None:
-        """None: nothing here outlives the process, so there is nothing to resume."""
-        return None
-
-    def adopt(self, message_id: str) -> str:
-        return self.post(PLACEHOLDER)  # never reached: message_id() gives nothing to adopt
-
-    def close(self) -> None:
-        """Nothing held: this sink has no rate budget."""
 
     def finish(self, ref: str, text: str, reply: Reply) -> None:
         self._show(ref, text)

@@ -8,6 +8,7 @@ tests (see docs/configuration.md). Nothing else in the code base reads ``os.envi
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -80,6 +81,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 3000
     local_workers: int = 64  # in-process queue threads; answers are I/O bound
+    allowed_hosts: tuple[str, ...] = ()  # Host names served besides loopback (a tunnel's)
+    drain_seconds: float = 20.0  # on SIGTERM, how long running jobs may take to finish
     # Platform credentials (secrets: never logged, see ``redacted``).
     slack_signing_secret: str = ""
     slack_bot_token: str = ""
@@ -130,6 +133,14 @@ class Settings:
             raise ConfigError("CHATBOT_FINAL_WAIT_SECONDS must not be negative")
         if self.local_workers < 1:
             raise ConfigError("CHATBOT_LOCAL_WORKERS must be at least 1")
+        for name in self.allowed_hosts:
+            if not _HOST_NAME.fullmatch(name):
+                raise ConfigError(
+                    f"CHATBOT_ALLOWED_HOSTS must list host names without scheme or port, "
+                    f"not {name!r}"
+                )
+        if self.drain_seconds < 0:
+            raise ConfigError("CHATBOT_DRAIN_SECONDS must not be negative")
         if not self.slack_api_url.endswith("/"):
             object.__setattr__(self, "slack_api_url", self.slack_api_url + "/")
 
@@ -181,6 +192,8 @@ _ENV: dict[str, str] = {
     "host": "CHATBOT_HOST",
     "port": "CHATBOT_PORT",
     "local_workers": "CHATBOT_LOCAL_WORKERS",
+    "allowed_hosts": "CHATBOT_ALLOWED_HOSTS",
+    "drain_seconds": "CHATBOT_DRAIN_SECONDS",
     "slack_signing_secret": "SLACK_SIGNING_SECRET",
     "slack_bot_token": "SLACK_BOT_TOKEN",
     "slack_app_token": "SLACK_APP_TOKEN",
@@ -197,6 +210,10 @@ _SECRETS = frozenset(
 
 ENVIRONMENT_NAMES: tuple[str, ...] = tuple(_ENV.values())
 
+# A DNS name or an IP address (IPv6 in brackets), as a Host header carries it, without port.
+_LABEL = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?"
+_HOST_NAME = re.compile(rf"\[[0-9a-f:.]+\]|{_LABEL}(\.{_LABEL})*", re.IGNORECASE)
+
 
 def _convert(name: str, raw: str, default: Any, attr: str) -> Any:
     try:
@@ -212,6 +229,8 @@ def _convert(name: str, raw: str, default: Any, attr: str) -> Any:
         return Path(raw).expanduser()
     if attr == "system_prompt":
         return raw.replace("\\n", "\n")
+    if attr == "allowed_hosts":
+        return tuple(name.strip().lower() for name in raw.split(",") if name.strip())
     return raw
 
 

@@ -90,6 +90,13 @@ class MessageTooLong(SinkError):
     cause = "message_too_long"
 
 
+class MessageGone(SinkError):
+    """The message to edit no longer exists or can no longer be edited (deleted by a person,
+    past the platform's edit window): the reply goes on in a new message."""
+
+    cause = "message_gone"
+
+
 class RateLimited(ChatbotError):
     """The platform asked us to slow down; ``retry_after`` is in seconds."""
 

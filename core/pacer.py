@@ -20,6 +20,11 @@ Teams about 7 sends a second per thread), so a reply cannot be edited per token.
 
 The model stream is read on a helper thread so that edits can be timed while the model is
 silent; the sink is only ever called from the caller's thread.
+
+The sink's contract is in :mod:`core.sinks`. This module is one piece, a little under 500
+lines: streaming, splitting, finishing, posting anew and resuming all move the same state of
+one reply (its text, the current message, what it shows, its clocks and its wait bound), which
+one class holds.
 """
 
 from __future__ import annotations
@@ -31,15 +36,26 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
 
 from core.domain import Reply, SourceCitation
-from core.errors import BudgetSpent, ChatbotError, MessageTooLong, RateLimited, SinkError
+from core.errors import (
+    BudgetSpent,
+    ChatbotError,
+    MessageGone,
+    MessageTooLong,
+    RateLimited,
+    SinkError,
+)
 from core.models.base import ModelEvent, StreamEnd, TextDelta
+
+# Re-exported: adapters and tests take the contract from here too.
+from core.sinks import PLACEHOLDER as PLACEHOLDER
+from core.sinks import ProcessLocalSink as ProcessLocalSink
+from core.sinks import ReplySink as ReplySink
+from core.text import split_message
 
 log = logging.getLogger(__name__)
 
-PLACEHOLDER = "_Thinking…_"
 EMPTY_ANSWER = "_The model returned an empty answer. Please rephrase and ask again._"
 GENERIC_ERROR = ChatbotError.user_message
 _STOP_NOTES = {
@@ -49,46 +65,6 @@ _STOP_NOTES = {
     "model_context_window_exceeded": "_(The answer was cut short: the conversation is too long "
     "for the model. Start a new thread to continue.)_",
 }
-
-
-class ReplySink(Protocol):
-    """Where a reply goes: one platform conversation. Adapters implement this.
-
-    Each call raises :class:`RateLimited` when the platform asks to slow down, and
-    :class:`SinkError` when it refuses for good (no permission, revoked token, channel gone).
-    """
-
-    @property
-    def max_chars(self) -> int:
-        """The longest text one message may carry on this platform."""
-        ...
-
-    def post(self, text: str) -> str:
-        """Post a new message; returns a reference that ``update`` and ``finish`` accept."""
-        ...
-
-    def update(self, ref: str, text: str) -> None:
-        """Replace the text of a posted message while the answer streams."""
-        ...
-
-    def finish(self, ref: str, text: str, reply: Reply) -> None:
-        """The last edit of the last message: ``text`` is its final content, and ``reply``
-        carries the whole answer and its sources for the platform to render."""
-        ...
-
-    def close(self) -> None:
-        """The reply is over, finished or not: release what it held (room in a rate budget)."""
-        ...
-
-    def message_id(self, ref: str) -> str | None:
-        """The platform's lasting id of the message behind ``ref``, once it exists (None for a
-        sink whose messages cannot be found again)."""
-        ...
-
-    def adopt(self, message_id: str) -> str:
-        """Carry on in a message posted earlier (by a run that died): returns a reference that
-        ``update`` and ``finish`` accept."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +79,7 @@ DEFAULT_FINAL_WAIT = 150.0
 # Past the final wait, the answer goes out as a new message; that post may wait this long more.
 LAST_RESORT_WAIT = 30.0
 LATE_NOTICE = "_(Posted as a new message: the platform kept refusing to update the one above.)_"
+GONE_NOTICE = "_(Posted as a new message: the one above can no longer be edited.)_"
 
 
 class ReplyPacer:
@@ -179,6 +156,10 @@ class _Run:
         self.paced_until = 0.0  # the final waits only for this (the pacing interval)
         self.edits = 0
         self.limit = self.sink.max_chars  # lowered when the platform says "too long"
+        # How long this reply may still wait for rate limits, all required calls together (the
+        # placeholder, continuation posts, the final): one bound for the whole reply, so it
+        # ends well inside the worker's time limit however often it is refused.
+        self.wait_left = pacer._final_wait
 
     # -- one-shot messages --------------------------------------------------------------------
 
@@ -187,8 +168,8 @@ class _Run:
         reply = Reply(text=text, complete=not error, error=error)
         try:
             self._finish(reply)
-        except RateLimited:
-            return self._post_late(reply)
+        except (RateLimited, MessageGone):
+            return self._post_anew(reply, notice="")
         except SinkError as exc:
             log.error("reply could not be posted", extra={"cause": exc.cause, "detail": str(exc)})
             return Reply(text=text, complete=False, error=exc.cause)
@@ -203,11 +184,14 @@ class _Run:
             log.info("resuming a reply whose first run did not finish")
         else:
             try:
-                self.ref = self._send(self.sink.post, self.p._placeholder, wait=self.p._final_wait)
-            except (SinkError, RateLimited) as exc:
+                self.ref = self._send(self.sink.post, self.p._placeholder)
+            except SinkError as exc:
                 log.error("placeholder could not be posted", extra={"cause": exc.cause})
                 _close(events)
                 return Reply(text="", complete=False, error=exc.cause)
+            except RateLimited:
+                # The answer still comes: the first text or the final is posted when it can be.
+                log.warning("placeholder still rate limited; answering without one")
             self._note_message()
 
         inbox: queue.Queue[object] = queue.Queue()
@@ -282,26 +266,39 @@ class _Run:
         try:
             self._finish(reply)
         except RateLimited:
-            return self._post_late(reply)
+            log.error("final edit still rate limited at its deadline; posting the answer anew")
+            return self._post_anew(reply, notice=LATE_NOTICE)
+        except MessageGone:
+            log.warning("the reply's message can no longer be edited; posting the answer anew")
+            return self._post_anew(reply, notice=GONE_NOTICE)
         except SinkError as exc:
             log.error("final edit refused by the platform", extra={"cause": exc.cause})
             return Reply(text=answer, sources=self.sources, complete=False, error=exc.cause)
         return reply
 
-    def _post_late(self, reply: Reply) -> Reply:
-        """The final edit waited past its deadline (edits stay refused): the rest of the answer
-        as a new message (a post counts against another budget), with a line saying why, so
-        the person sees it finished. Its sources follow if the platform takes one more edit."""
-        log.error("final edit still rate limited at its deadline; posting the answer anew")
-        body = f"{self._body().rstrip()}\n\n{LATE_NOTICE}"[-self.limit :]
+    def _post_anew(self, reply: Reply, *, notice: str) -> Reply:
+        """The final could not be shown where it belongs (edits refused past the deadline, or
+        the message is gone): the rest of the answer as new messages (posts count against
+        another budget), with ``notice`` saying why where a message above stays unfinished.
+        Its sources follow if the platform takes one more edit."""
+        remaining = self._body().rstrip()
+        if notice and self.ref is not None:
+            remaining = f"{remaining}\n\n{notice}" if remaining else notice
+        ref, piece = "", ""
         try:
-            ref = self._send(self.sink.post, body, wait=LAST_RESORT_WAIT)
+            while remaining:
+                if len(remaining) <= self.limit:
+                    piece, remaining = remaining, ""
+                else:
+                    piece, tail_prefix, consumed = split_message(remaining, self.limit, 0)
+                    remaining = tail_prefix + remaining[consumed:].lstrip("\n")
+                ref = self._send(self.sink.post, piece, extra=LAST_RESORT_WAIT)
         except (RateLimited, SinkError) as exc:
             log.error("the answer could not be posted anew either", extra={"cause": exc.cause})
             return Reply(text=reply.text, sources=reply.sources, complete=False, error=exc.cause)
-        self.ref, self.shown = ref, body
+        self.ref, self.shown = ref, piece
         try:
-            self._send(self.sink.finish, ref, body, reply, wait=0.0)
+            self.sink.finish(ref, piece, reply)  # once, no wait: the sources are a bonus here
         except ChatbotError:
             log.warning("answer posted anew without its sources")
         return reply
@@ -317,7 +314,7 @@ class _Run:
             )
             failed = Reply(text=self.text, sources=(), complete=False, error=exc.cause)
             try:
-                self.sink.finish(self.ref, note[: self.limit], failed)
+                self._send(self.sink.finish, self.ref, note[: self.limit], failed)
             except ChatbotError:
                 log.error(
                     "final message refused too; the reply stays as it was",
@@ -330,30 +327,38 @@ class _Run:
     def _body(self) -> str:
         return self.prefix + self.text[self.start :]
 
-    def _split_overflow(self, *, final: bool = False, wait: float | None = None) -> None:
-        """While the current message is over the limit, close it and continue in a new one."""
-        wait = self.p._final_wait if wait is None else wait
+    def _split_overflow(self, *, final: bool = False) -> None:
+        """While the current message is over the limit, close it and continue in a new one.
+        While streaming, the head's edit is optional (a refusal skips this edit, and nothing has
+        moved yet); in the final it is required. The continuation's post is required."""
         limit = self.limit
         while len(self._body()) > limit:
-            head, tail_prefix, consumed = _split(self._body(), limit, len(self.prefix))
+            head, tail_prefix, consumed = split_message(self._body(), limit, len(self.prefix))
             assert self.ref is not None
             ref = self.ref
-            if final:  # the head of a split final is required too
-                self._send(self.sink.finish, ref, head, Reply(text=head), wait=wait)
+            if final:
+                self._send(self.sink.finish, ref, head, Reply(text=head))
             else:
-                self._send(self.sink.update, ref, head, wait=wait)
+                self.sink.update(ref, head)
             self.start += consumed
             self.prefix = tail_prefix
             self.shown = ""
             body = self._body()
             fits = len(body) <= limit
             first = body if fits else self.p._placeholder
-            self.ref = self._send(self.sink.post, first, wait=wait)
+            self.ref = self._send(self.sink.post, first)
             self.shown = body if fits else ""
 
     def _edit(self) -> bool:
         """One paced edit. Returns True if the text on screen is now current."""
         try:
+            if self.ref is None:  # no placeholder could be posted: the text starts the message
+                body = self._body()
+                if len(body) > self.limit:
+                    raise RateLimited(self.p._interval, "waiting for the final to post")
+                self.ref = self.sink.post(body)
+                self.shown = body
+                self._note_message()
             self._split_overflow()
             body = self._body()
             if body != self.shown:
@@ -372,6 +377,14 @@ class _Run:
             return False
         except MessageTooLong:
             self._shrink()
+            self.next_edit_at = self.p._clock() + self.p._interval  # never a tight loop
+            return False
+        except MessageGone:
+            # Deleted while the answer streamed (or a resumed run's message is gone): the text
+            # goes on in a new message at the next edit.
+            log.warning("the reply's message can no longer be edited; continuing in a new one")
+            self.ref, self.shown = None, ""
+            self.next_edit_at = self.p._clock() + self.p._interval
             return False
         self.next_edit_at = self.paced_until = self.p._clock() + self.p._interval
         return True
@@ -395,11 +408,10 @@ class _Run:
         self.limit = max(_MIN_LIMIT, refused // 2)
         log.warning("message too long for the platform", extra={"new_limit": self.limit})
 
-    def _finish(self, reply: Reply, *, wait: float | None = None) -> None:
-        wait = self.p._final_wait if wait is None else wait
+    def _finish(self, reply: Reply) -> None:
         for _ in range(_MAX_SHRINKS):
             try:
-                self._finish_once(reply, wait)
+                self._finish_once(reply)
                 return
             except MessageTooLong:
                 if self.limit <= _MIN_LIMIT:
@@ -407,61 +419,52 @@ class _Run:
                 self._shrink()
         raise MessageTooLong("still too long after splitting")
 
-    def _finish_once(self, reply: Reply, wait: float) -> None:
+    def _finish_once(self, reply: Reply) -> None:
         """Final content: split what is over the limit, then one ``finish`` on the last message,
-        after the pacing interval; rate limits are waited out within ``wait`` seconds."""
+        after the pacing interval; rate limits are waited out within the reply's wait bound."""
         if self.ref is None:
             body = self._body()
             fits = len(body) <= self.limit
-            self.ref = self._send(self.sink.post, body if fits else self.p._placeholder, wait=wait)
+            self.ref = self._send(self.sink.post, body if fits else self.p._placeholder)
+            self._note_message()
             if fits:
                 ref = self.ref
-                self._send(self.sink.finish, ref, body, reply, wait=wait)
+                self._send(self.sink.finish, ref, body, reply)
                 return
-        pause = self.paced_until - self.p._clock()
-        if pause > 0:
-            self.p._sleep(pause)
-        self._split_overflow(final=True, wait=wait)
+        self._pause(self.paced_until - self.p._clock())
+        self._split_overflow(final=True)
         body = self._body()
         ref = self.ref
         assert ref is not None
-        self._send(self.sink.finish, ref, body, reply, wait=wait)
+        self._send(self.sink.finish, ref, body, reply)
 
-    def _send(self, call: Callable[..., str | None], *args: object, wait: float) -> str:
-        """Run one required sink call, waiting out rate limits for up to ``wait`` seconds;
-        past that the last :class:`RateLimited` is raised."""
-        deadline = self.p._clock() + wait
-        while True:
-            try:
-                return call(*args) or ""
-            except RateLimited as exc:
-                left = deadline - self.p._clock()
-                if left <= 0:
-                    raise
-                log.debug("send rate limited", extra={"retry_after": exc.retry_after})
-                self.p._sleep(min(max(exc.retry_after, 0.05), left))
+    def _pause(self, seconds: float) -> None:
+        """Sleep, out of the reply's wait bound."""
+        seconds = min(seconds, self.wait_left)
+        if seconds > 0:
+            self.p._sleep(seconds)
+            self.wait_left -= seconds
 
-
-def _split(body: str, limit: int, prefix_len: int) -> tuple[str, str, int]:
-    """Split ``body`` to fit ``limit``: returns the head to show, the prefix the next message
-    starts with (a reopened code fence, or nothing), and how many characters of the answer
-    (excluding the current prefix) the head consumed."""
-    room = max(limit - 4, prefix_len + 1)  # leave room to close a code fence
-    window = body[:room]
-    cut = -1
-    for sep in ("\n\n", "\n", ". ", " "):
-        at = window.rfind(sep)
-        if at > max(prefix_len, room // 2):
-            cut = at + len(sep)
-            break
-    if cut <= prefix_len:
-        cut = room
-    head = body[:cut]
-    tail_prefix = ""
-    if head.count("```") % 2 == 1:
-        head = head.rstrip("\n") + "\n```"
-        tail_prefix = "```\n"
-    return head.rstrip(), tail_prefix, cut - prefix_len
+    def _send(self, call: Callable[..., str | None], *args: object, extra: float = 0.0) -> str:
+        """Run one required sink call, waiting out rate limits out of the reply's wait bound
+        (plus ``extra``, for the last resort); past that the last :class:`RateLimited` is
+        raised."""
+        allowed = self.wait_left + extra
+        waited = 0.0
+        try:
+            while True:
+                try:
+                    return call(*args) or ""
+                except RateLimited as exc:
+                    left = allowed - waited
+                    if left <= 0:
+                        raise
+                    log.debug("send rate limited", extra={"retry_after": exc.retry_after})
+                    nap = min(max(exc.retry_after, 0.05), left)
+                    self.p._sleep(nap)
+                    waited += nap
+        finally:
+            self.wait_left = max(0.0, self.wait_left - max(0.0, waited - extra))
 
 
 def _read_events(

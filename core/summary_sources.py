@@ -1,12 +1,20 @@
-"""What a summary can be made of, independent of any chat platform: shared files, and the
-error that says nothing can be summarized (its ``message`` is for the person who asked)."""
+"""What a summary can be made of, independent of any chat platform: shared files, the turns
+the bot has stored of a conversation, and the error that says nothing can be summarized (its
+``message`` is for the person who asked).
+
+An adapter that can read its platform's channel history turns that into excerpts itself; one
+that cannot summarizes the turns the bot stored, with :func:`stored_conversation_request`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 
+from core.domain import Role, Turn
 from core.knowledge.base import FileRecord, KnowledgeStore
 from core.summarize import Excerpt, SummaryRequest
+from core.summary_request import ChannelCount, ChannelWindow
 
 _QUOTES = "\"'`“”‘’"
 
@@ -125,3 +133,59 @@ def file_summary_request(store: KnowledgeStore, scope: str, name: str | None) ->
     """What to summarize for "summarize file [name]": the named file, or the latest one."""
     record = file_by_name(store, scope, name) if name else latest_file(store, scope)
     return SummaryRequest(record.file_name, "document", file_excerpts(store, record))
+
+
+# --- stored conversations ----------------------------------------------------------------
+
+
+def conversation_excerpts(turns: Iterable[Turn]) -> tuple[Excerpt, ...]:
+    """Stored turns as excerpts in their order, each labelled with who wrote it and when
+    ("Ada Lovelace, 2026-11-18 09:30 UTC"; the bot's own turns as "assistant")."""
+    return tuple(Excerpt(turn.text, _turn_label(turn)) for turn in turns if turn.text.strip())
+
+
+def _turn_label(turn: Turn) -> str:
+    who = turn.user_name or ("assistant" if turn.role is Role.ASSISTANT else turn.user_id)
+    return f"{who}, {_utc(turn.created_at)}"
+
+
+def _utc(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))
+
+
+def stored_conversation_request(
+    recent_turns: Callable[[int], Sequence[Turn]],
+    target: ChannelWindow | ChannelCount,
+    *,
+    max_turns: int,
+    title: str,
+) -> SummaryRequest:
+    """What to summarize of a conversation from the turns the bot stored of it.
+
+    ``recent_turns(n)`` answers the newest ``n`` turns, oldest first. A count covers that many
+    of the newest turns; a window covers the turns written since its start. Either way at most
+    ``max_turns`` (the newest) are read, and the summary's note says when older ones were left
+    out. ``title`` names the conversation; the target's label ("last 7 days") is appended.
+    """
+    wanted = min(target.count, max_turns) if isinstance(target, ChannelCount) else max_turns
+    turns = list(recent_turns(wanted + 1))  # one more, to know whether older ones exist
+    if isinstance(target, ChannelWindow):
+        turns = [t for t in turns if t.created_at >= target.oldest]
+    notes = [target.note] if isinstance(target, ChannelWindow) and target.note else []
+    if len(turns) > wanted:
+        turns = turns[-wanted:]
+        # A count within the limit got what it asked for; anything else was cut by the limit.
+        if isinstance(target, ChannelWindow) or not target.label or target.count > wanted:
+            notes.append(
+                f"Covers the latest {wanted:,} messages (from {_utc(turns[0].created_at)}); "
+                f"older ones are not included (limit: {max_turns:,} messages)."
+            )
+    excerpts = conversation_excerpts(turns)
+    if not excerpts:
+        if isinstance(target, ChannelWindow):
+            message = f"There is nothing in this conversation from the {target.label} to summarize."
+        else:
+            message = "There is nothing in this conversation to summarize yet."
+        raise SummaryUnavailable(message, cause="empty")
+    full_title = f"{title}, {target.label}" if target.label else title
+    return SummaryRequest(full_title, "conversation", excerpts, " ".join(notes))

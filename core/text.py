@@ -48,3 +48,25 @@ def truncate_to_tokens(text: str, budget: int) -> str:
     cut = text[:lo]
     space = cut.rfind(" ")
     return cut[:space] if space > lo // 2 else cut
+
+
+def split_message(body: str, limit: int, prefix_len: int) -> tuple[str, str, int]:
+    """Split ``body`` to fit ``limit``: returns the head to show, the prefix the next message
+    starts with (a reopened code fence, or nothing), and how many characters of the answer
+    (excluding the current prefix) the head consumed."""
+    room = max(limit - 4, prefix_len + 1)  # leave room to close a code fence
+    window = body[:room]
+    cut = -1
+    for sep in ("\n\n", "\n", ". ", " "):
+        at = window.rfind(sep)
+        if at > max(prefix_len, room // 2):
+            cut = at + len(sep)
+            break
+    if cut <= prefix_len:
+        cut = room
+    head = body[:cut]
+    tail_prefix = ""
+    if head.count("```") % 2 == 1:
+        head = head.rstrip("\n") + "\n```"
+        tail_prefix = "```\n"
+    return head.rstrip(), tail_prefix, cut - prefix_len

@@ -201,7 +201,7 @@ def test_a_dead_replys_reservation_and_hold_expire() -> None:
 
 
 def test_state_round_trips_through_json() -> None:
-    state = WindowState([1.5, 2.5], {"a": (99.0, True), "b": (98.0, False)}, {"c": 3.0})
+    state = WindowState([1.5, 2.5], {"a": (99.0, True), "b": (98.0, False)}, {"c": (3.0, 1.0)})
     assert WindowState.from_json(state.to_json()) == state
 
 
@@ -282,7 +282,9 @@ def test_racing_containers_never_over_grant(table: str) -> None:
     scope = Scope("slack:T1:chat.update", (Limit(60.0, 20),))
     containers = [
         DynamoDbRateBudget(
-            table, client=AtomicRequests(boto3.client("dynamodb", region_name="us-east-1"))
+            table,
+            region="us-east-1",
+            client=AtomicRequests(boto3.client("dynamodb", region_name="us-east-1")),
         )
         for _ in range(2)
     ]
@@ -301,3 +303,73 @@ def test_racing_containers_never_over_grant(table: str) -> None:
     for t in threads:
         t.join(30)
     assert len(granted) == 20
+
+
+def test_waiting_finals_are_served_oldest_first() -> None:
+    scope = Scope("s", (Limit(60.0, 1),))
+    state = WindowState()
+    assert decide(state, scope, 0.0, "first", Priority.REQUIRED) == 0.0  # fills the window
+    for i, t in enumerate((10.0, 10.1, 10.2)):
+        assert decide(state, scope, t, f"final-{i}", Priority.REQUIRED) > 0
+    # The slot frees at 60: a newcomer asking a moment later does not jump the queue...
+    assert decide(state, scope, 60.001, "newcomer", Priority.REQUIRED) > 0
+    assert decide(state, scope, 60.002, "final-1", Priority.REQUIRED) > 0
+    # ...the oldest waiting final gets it.
+    assert decide(state, scope, 60.003, "final-0", Priority.REQUIRED) == 0.0
+
+
+def test_a_typing_indicator_is_not_the_first_text_and_a_live_reply_keeps_its_room() -> None:
+    clock = FakeClock()
+    budget = LocalRateBudget(clock=clock, reply_ttl=30.0)
+    scope = Scope("s", (Limit(1000.0, 1000),))
+    budget.open(scope, "r")
+    assert budget.take(scope, "r", Priority.OPTIONAL) == 0.0  # typing
+    assert budget._states["s"].open["r"][1] is False  # still no text shown
+    assert budget.take(scope, "r", Priority.FIRST) == 0.0
+    assert budget._states["s"].open["r"][1] is True
+    for _ in range(5):  # a long reply keeps editing: its reservation does not lapse
+        clock.now += 20
+        assert budget.take(scope, "r", Priority.OPTIONAL) == 0.0
+    assert "r" in budget._states["s"].open
+
+
+class Outage:
+    """A DynamoDB client that fails while ``down`` is set, as a throttled or unreachable
+    table does, and passes calls through otherwise."""
+
+    def __init__(self, client: object) -> None:
+        self._client = client
+        self.down = False
+
+    def __getattr__(self, name: str) -> object:
+        call = getattr(self._client, name)
+
+        def maybe(**kwargs: object) -> object:
+            if self.down:
+                from botocore.exceptions import ClientError
+
+                error = {"Error": {"Code": "ProvisionedThroughputExceededException"}}
+                raise ClientError(error, name)  # type: ignore[arg-type]
+            return call(**kwargs)
+
+        return maybe
+
+
+def test_what_happened_during_an_outage_is_carried_back_to_the_shared_item(table: str) -> None:
+    clock = FakeClock()
+    client = Outage(boto3.client("dynamodb", region_name="us-east-1"))
+    budget = DynamoDbRateBudget(table, region="us-east-1", client=client, clock=clock)
+    scope = Scope("slack:T1:chat.update", (Limit(60.0, 4),))
+    budget.open(scope, "leaving")
+    client.down = True
+    for _ in range(3):  # counted in process while the table is out of reach
+        assert budget.take(scope, "busy", Priority.REQUIRED) == 0.0
+    budget.close(scope, "leaving")  # the reply ends meanwhile
+    clock.now += 31  # the fallback period is over
+    client.down = False
+    assert budget.take(scope, "busy", Priority.REQUIRED) == 0.0
+    assert budget.take(scope, "busy", Priority.REQUIRED) > 0  # 3 + 1 = the window's 4
+    item = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName=table, Key={"scope": {"S": scope.key}}
+    )["Item"]
+    assert WindowState.from_json(item["state"]["S"]).open == {}  # "leaving" closed there too

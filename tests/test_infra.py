@@ -20,16 +20,14 @@ from core.errors import ModelError
 from core.files.raw import S3RawFileStore, raw_key
 from core.history.dynamodb import TTL_ATTRIBUTE, USER_INDEX, table_definition
 from core.knowledge.base import FileRecord, StoredChunk
-from core.knowledge.embeddings import TITAN_V2_DIMENSIONS, TitanEmbedder
-from core.knowledge.s3vectors import (
+from core.knowledge.dynamodb_records import (
     FILE_INDEX,
     DynamoDbFileRecords,
-    FileRecords,
-    IndexedFile,
-    S3VectorsKnowledgeStore,
-    index_definition,
     records_table_definition,
 )
+from core.knowledge.embeddings import TITAN_V2_DIMENSIONS, TitanEmbedder
+from core.knowledge.records import FileRecords, IndexedFile
+from core.knowledge.s3vectors import S3VectorsKnowledgeStore, index_definition
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "infra" / "template.yaml"

@@ -39,20 +39,22 @@ from moto import mock_aws
 from core.domain import Passage
 from core.errors import StoreError
 from core.knowledge.base import FileRecord, KnowledgeStore, StoredChunk
+from core.knowledge.dynamodb_records import (
+    DynamoDbFileRecords,
+    create_records_table,
+    records_table_definition,
+)
+from core.knowledge.fts import fts_query, query_terms, scope_tag
+from core.knowledge.records import IndexedFile, RecordConflict
 from core.knowledge.s3vectors import (
     NEEDS_EMBEDDINGS,
     NON_FILTERABLE_METADATA_KEYS,
-    DynamoDbFileRecords,
-    IndexedFile,
-    RecordConflict,
     S3VectorsKnowledgeStore,
     build_s3vectors_store,
-    create_records_table,
     index_definition,
-    records_table_definition,
     vector_key,
 )
-from core.knowledge.sqlite import SqliteKnowledgeStore, fts_query, query_terms, scope_tag
+from core.knowledge.sqlite import SqliteKnowledgeStore
 
 REGION = "us-east-1"
 TABLE = "chatbot-knowledge-test"
@@ -62,6 +64,10 @@ DIMENSIONS = 64
 
 SCOPE = "slack#T1#C1"
 START = 1_700_000_000.0
+
+# A Teams attachment without a uniqueId is known by its name. 340 CJK characters are 1,020
+# bytes of UTF-8: as "FILE#" + name, past DynamoDB's 1,024-byte sort key limit.
+LONG_NAME = ("第三四半期の売上報告と来期の見通し" * 21)[:340]
 
 TOPICS = [
     "The deploy pipeline runs nightly and promotes a build to staging when every check passes.",
@@ -567,6 +573,51 @@ def test_chunks_that_do_not_belong_to_the_record_are_refused(backend: Backend) -
     assert backend.store.get_file(SCOPE, "F1") is None
 
 
+def test_embeddings_that_disagree_with_the_chunks_are_refused(backend: Backend) -> None:
+    record = FileRecord(SCOPE, "F1", "a.txt", "h", 2, "a.txt", START)
+    chunks = [StoredChunk(SCOPE, "F1", "a.txt", i, "", f"text {i}") for i in range(2)]
+
+    with pytest.raises(ValueError, match="1 embeddings for 2 chunks"):
+        backend.store.put_file(record, chunks, [embed("text")])
+    with pytest.raises(ValueError, match="same size"):
+        backend.store.put_file(record, chunks, [embed("text"), embed("text")[:-1]])
+
+    assert backend.store.get_file(SCOPE, "F1") is None
+
+
+def test_remove_file_everywhere_wants_platform_and_workspace(backend: Backend) -> None:
+    backend.put("slack#T1#C1", "F1", ["Notes on the quarterly plan."])
+
+    for wrong in ("slack", "slack#T1#C1", "#T1", "slack#", ""):
+        with pytest.raises(ValueError, match="platform#workspace"):
+            backend.store.remove_file_everywhere(wrong, "F1")
+    assert backend.store.get_file("slack#T1#C1", "F1") is not None
+    assert backend.store.remove_file_everywhere("slack#T1#", "F1") == 1  # a trailing '#' is fine
+
+
+def test_a_file_known_by_a_long_name_is_shared_found_listed_and_removed(backend: Backend) -> None:
+    assert len(f"FILE#{LONG_NAME}".encode()) > 1024
+    texts = ["The heron census counted forty nests.", "Appendix: nest locations."]
+    record = backend.put(SCOPE, LONG_NAME, texts, name=LONG_NAME, added_at=START)
+    backend.put(SCOPE, "F2", ["Unrelated notes about lunch."], added_at=START + 1)
+    backend.put("slack#T1#C2", LONG_NAME, ["A copy in another channel."], name=LONG_NAME)
+
+    assert backend.store.get_file(SCOPE, LONG_NAME) == record
+    assert [r.file_id for r in backend.store.list_files(SCOPE)] == ["F2", LONG_NAME]
+    best = backend.search(SCOPE, "heron census nests", limit=3)[0]
+    assert (best.text, best.source.title) == (texts[0], LONG_NAME)
+    assert [c.text for c in backend.store.file_chunks(SCOPE, LONG_NAME)] == texts
+
+    replaced = backend.put(SCOPE, LONG_NAME, ["The heron census, revised."], name=LONG_NAME)
+    assert backend.store.get_file(SCOPE, LONG_NAME) == replaced
+    assert backend.store.remove_file(SCOPE, LONG_NAME) == 1
+    assert backend.store.get_file(SCOPE, LONG_NAME) is None
+    assert "heron" not in " ".join(texts_of(backend.search(SCOPE, "heron census", limit=10)))
+    assert [r.file_id for r in backend.store.list_files(SCOPE)] == ["F2"]
+    assert backend.store.remove_file_everywhere("slack#T1", LONG_NAME) == 1
+    assert backend.store.get_file("slack#T1#C2", LONG_NAME) is None
+
+
 # --- SQLite -----------------------------------------------------------------------------------
 
 
@@ -736,14 +787,6 @@ def test_sqlite_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
 
     with pytest.raises(StoreError, match="opening knowledge database"):
         SqliteKnowledgeStore(blocker / "knowledge.db")
-
-
-def test_remove_file_everywhere_wants_platform_and_workspace(db_path: Path) -> None:
-    store = SqliteKnowledgeStore(db_path)
-    with pytest.raises(ValueError, match="platform#workspace"):
-        store.remove_file_everywhere("slack", "F1")
-    assert store.remove_file_everywhere("slack#T1#", "F1") == 0  # a trailing '#' is fine
-    store.close()
 
 
 # --- S3 Vectors: request shapes (botocore Stubber) ---------------------------------------------
@@ -1061,6 +1104,110 @@ def test_dynamodb_records_item_layout(aws: Any) -> None:
     assert records.get(SCOPE, "F7") == IndexedFile(record, "v1", 12)
     with pytest.raises(RecordConflict):
         records.commit(IndexedFile(record, "v2", 12), replacing=None)
+
+
+def test_moto_refuses_keys_over_dynamodb_limits(aws: Any) -> None:
+    """The records tests run where an oversized key fails, as it does in DynamoDB."""
+    with pytest.raises(ClientError, match="range keys has exceeded the size limit of 1024"):
+        aws.put_item(TableName=TABLE, Item={"pk": {"S": "p"}, "sk": {"S": f"FILE#{LONG_NAME}"}})
+    with pytest.raises(ClientError, match="hashkey has exceeded the maximum size limit"):
+        aws.put_item(
+            TableName=TABLE,
+            Item={"pk": {"S": "p"}, "sk": {"S": "s"}, "gsi1pk": {"S": "x" * 2049}},
+        )
+
+
+def _entry(file_id: str, version: str = "v1", scope: str = SCOPE) -> IndexedFile:
+    return IndexedFile(FileRecord(scope, file_id, file_id, "h", 1, "d", START), version, 1)
+
+
+def test_dynamodb_records_hash_long_ids_into_their_keys_and_keep_short_ones(aws: Any) -> None:
+    records = DynamoDbFileRecords(TABLE, region=REGION)
+    longer = "報" * 700  # 2,100 bytes: past the 2,048 of the index's partition key too
+    for file_id in ("F7", LONG_NAME, longer):
+        records.commit(_entry(file_id), replacing=None)
+
+    items = {item["file_id"]["S"]: item for item in aws.scan(TableName=TABLE)["Items"]}
+
+    def sha(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    assert (items["F7"]["sk"]["S"], items["F7"]["gsi1pk"]["S"]) == ("FILE#F7", "FILE#slack#T1#F7")
+    assert items[LONG_NAME]["sk"]["S"] == f"FILE#h:{sha(LONG_NAME)}"
+    assert items[LONG_NAME]["gsi1pk"]["S"] == f"FILE#slack#T1#{LONG_NAME}"  # fits: unchanged
+    assert items[longer]["sk"]["S"] == f"FILE#h:{sha(longer)}"
+    assert items[longer]["gsi1pk"]["S"] == f"FILE#h:{sha('slack#T1#' + longer)}"
+    for file_id in ("F7", LONG_NAME, longer):
+        assert records.get(SCOPE, file_id) == _entry(file_id)
+        assert records.find("slack#T1", file_id) == [_entry(file_id)]
+    assert records.versions(SCOPE, [LONG_NAME, longer, "F8"]) == {LONG_NAME: "v1", longer: "v1"}
+    assert sorted(e.record.file_id for e in records.in_scope(SCOPE)) == sorted(items)
+    records.commit(_entry(LONG_NAME, "v2"), replacing="v1")
+    assert records.get(SCOPE, LONG_NAME) == _entry(LONG_NAME, "v2")
+    assert not records.delete(SCOPE, LONG_NAME, "v1")
+    assert records.delete(SCOPE, LONG_NAME, "v2")
+    assert records.get(SCOPE, LONG_NAME) is None
+
+
+def test_dynamodb_records_never_take_an_id_for_the_long_one_whose_hash_it_spells(
+    aws: Any,
+) -> None:
+    records = DynamoDbFileRecords(TABLE, region=REGION)
+    records.commit(_entry(LONG_NAME), replacing=None)
+    lookalike = "h:" + hashlib.sha256(LONG_NAME.encode()).hexdigest()  # the same sort key
+
+    assert records.get(SCOPE, lookalike) is None
+    assert records.versions(SCOPE, [lookalike, LONG_NAME]) == {LONG_NAME: "v1"}
+    assert records.find("slack#T1", lookalike) == []
+    with pytest.raises(RecordConflict):  # refused, and the long-named file keeps its record
+        records.commit(_entry(lookalike, "v2"), replacing=None)
+    assert records.get(SCOPE, LONG_NAME) == _entry(LONG_NAME)
+
+
+class UnprocessedKeys:
+    """Passes calls to the moto client; ``BatchGetItem`` answers only the first key of each
+    request and leaves the rest unprocessed, ``times`` times."""
+
+    def __init__(self, client: Any, times: int) -> None:
+        self._client = client
+        self.times = times
+        self.batch_gets = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        self.batch_gets += 1
+        if self.times == 0:
+            return dict(self._client.batch_get_item(RequestItems=RequestItems))
+        self.times -= 1
+        ((table, request),) = RequestItems.items()
+        first, rest = request["Keys"][:1], request["Keys"][1:]
+        response = dict(
+            self._client.batch_get_item(RequestItems={table: {**request, "Keys": first}})
+        )
+        response["UnprocessedKeys"] = {table: {**request, "Keys": rest}} if rest else {}
+        return response
+
+
+def test_dynamodb_records_retry_unprocessed_keys_within_a_bound(
+    aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("core.dynamodb.time.sleep", lambda _seconds: None)
+    records = DynamoDbFileRecords(TABLE, region=REGION)
+    for n in range(10):
+        records.commit(_entry(f"F{n}", f"v{n}"), replacing=None)
+    wanted = [f"F{n}" for n in range(10)]
+    slow = UnprocessedKeys(aws, times=2)
+
+    found = DynamoDbFileRecords(TABLE, region=REGION, client=slow).versions(SCOPE, wanted)
+
+    assert found == {f"F{n}": f"v{n}" for n in range(10)}
+    assert slow.batch_gets == 3
+    stuck = UnprocessedKeys(aws, times=1_000)  # one key a call: 6 calls leave 4
+    with pytest.raises(StoreError, match="BatchGetItem left 4 requests unprocessed"):
+        DynamoDbFileRecords(TABLE, region=REGION, client=stuck).versions(SCOPE, wanted)
+    assert stuck.batch_gets == 6
 
 
 def test_build_s3vectors_store_reads_its_settings(aws: Any) -> None:

@@ -46,7 +46,8 @@ def _routes() -> Routes:
 
 
 def _start(**options: float | int) -> LocalServer:
-    server = LocalServer(("127.0.0.1", 0), _routes(), **options)  # type: ignore[arg-type]
+    # The raw requests below name the host "x": allowed here, as CHATBOT_ALLOWED_HOSTS would.
+    server = LocalServer(("127.0.0.1", 0), _routes(), allowed_hosts=("x",), **options)  # type: ignore[arg-type]
     threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     ).start()

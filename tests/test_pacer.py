@@ -11,9 +11,24 @@ import threading
 
 import pytest
 
-from core.errors import ModelStreamInterrupted, ModelThrottled, StoreError
+from core.errors import (
+    MessageGone,
+    MessageTooLong,
+    ModelStreamInterrupted,
+    ModelThrottled,
+    RateLimited,
+    StoreError,
+)
 from core.models.base import StreamEnd, TextDelta
-from core.pacer import EMPTY_ANSWER, GENERIC_ERROR, LATE_NOTICE, PLACEHOLDER, ReplyPacer
+from core.pacer import (
+    EMPTY_ANSWER,
+    GENERIC_ERROR,
+    GONE_NOTICE,
+    LAST_RESORT_WAIT,
+    LATE_NOTICE,
+    PLACEHOLDER,
+    ReplyPacer,
+)
 from tests.fakes import RecordingSink, SinkCall, rate_limit_on, refuse, timed_stream
 
 SLACK = 0.005  # clock granularity allowance for lower-bound checks
@@ -154,10 +169,22 @@ def test_endless_rate_limiting_gives_up_at_the_deadline_instead_of_spinning() ->
     sink = RecordingSink(fail=lambda op, n: rate_limit_on(op, range(1, 1000), 1.0)(op, n))
     pacer = ReplyPacer(sink, interval=0.01, clock=clock, sleep=clock.sleep, final_wait=10.0)
     reply = pacer.deliver(timed_stream(["x"]))
-    assert 10 <= sink.ops().count("post!") <= 12  # one try a second for ten seconds
-    assert clock.now - FakeClock().now == pytest.approx(10.0)
+    # Ten seconds of tries for the placeholder (the answer goes on without it), then the last
+    # resort's thirty for posting the answer: one bound for the whole reply, not one per call.
+    assert clock.now - FakeClock().now == pytest.approx(10.0 + LAST_RESORT_WAIT)
+    assert "update" not in sink.ops() and "finish" not in sink.ops()
     assert not reply.complete and reply.error == "rate_limited"
     assert sink.closed == 1
+
+
+def test_a_reply_whose_placeholder_cannot_be_posted_still_answers() -> None:
+    clock = FakeClock()
+    sink = RecordingSink(fail=rate_limit_on("post", range(1, 21), retry_after=1.0))
+    pacer = ReplyPacer(sink, interval=0.01, clock=clock, sleep=clock.sleep, final_wait=10.0)
+    reply = pacer.deliver(timed_stream(["the ", "answer"]))
+    posts = [c for c in sink.calls if c.op == "post"]
+    assert [c.text for c in posts] == ["the answer"]  # no placeholder: the answer itself
+    assert reply.complete and sink.messages == {"m0": "the answer"}
 
 
 def test_refused_placeholder_stops_and_closes_the_model_stream() -> None:
@@ -379,3 +406,59 @@ def test_a_reply_record_that_cannot_be_written_does_not_stop_the_answer() -> Non
     sink = RecordingSink()
     reply = ReplyPacer(sink, interval=0.01).deliver(timed_stream(["fine"]), on_message=broken)
     assert reply.complete and sink.messages["m0"] == "fine"
+
+
+def test_a_long_answer_posted_anew_loses_nothing() -> None:
+    clock = FakeClock()
+    words = [f"w{i:04d} " for i in range(300)]  # 1,800 characters over 1,000-character messages
+    sink = RecordingSink(max_chars=1000, fail=rate_limit_on("finish", range(1, 1000), 5.0))
+    pacer = ReplyPacer(sink, interval=0.01, clock=clock, sleep=clock.sleep, final_wait=30.0)
+    reply = pacer.deliver(timed_stream(["START ", *words]))
+    shown = " ".join(text for ref, text in sorted(sink.messages.items()) if ref != "m0")
+    for word in ["START", *(w.strip() for w in words)]:
+        assert word in shown, f"{word} was never shown"
+    assert LATE_NOTICE in shown and reply.complete
+
+
+def test_one_bound_covers_every_wait_of_a_reply() -> None:
+    clock = FakeClock()
+
+    def fail(op: str, n: int) -> Exception | None:
+        if op == "update" and n == 1:
+            return RateLimited(120.0)  # the platform's Retry-After binds the final too...
+        if op == "finish":
+            return RateLimited(5.0)  # ...and then the final is refused as well
+        return None
+
+    sink = RecordingSink(fail=fail)
+    pacer = ReplyPacer(sink, interval=0.01, clock=clock, sleep=clock.sleep, final_wait=150.0)
+    reply = pacer.deliver(timed_stream(["an ", "answer"], delay=0.01))
+    waited = clock.now - FakeClock().now
+    assert waited <= 150.0 + LAST_RESORT_WAIT + 1e-6  # not 120 + 150 + 30
+    assert reply.complete and sink.ops()[-2:] == ["post", "finish!"]  # posted anew
+
+
+def test_a_message_deleted_while_streaming_goes_on_in_a_new_one() -> None:
+    def fail(op: str, n: int) -> Exception | None:
+        return MessageGone("message_not_found") if op == "update" and n == 1 else None
+
+    sink = RecordingSink(fail=fail)
+    reply = ReplyPacer(sink, interval=0.01).deliver(
+        timed_stream(["one ", "two ", "three"], delay=0.03)
+    )
+    assert reply.complete and sink.messages["m1"] == "one two three"
+    assert sink.ops()[0] == "post" and sink.ops().count("post") == 2
+
+
+def test_a_final_whose_message_is_gone_is_posted_anew() -> None:
+    sink = RecordingSink(fail=lambda op, n: MessageGone("gone") if op == "finish" else None)
+    reply = ReplyPacer(sink, interval=0.01).deliver(timed_stream(["the answer"]))
+    assert reply.complete
+    assert sink.messages["m1"] == f"the answer\n\n{GONE_NOTICE}"
+
+
+def test_a_message_refused_as_too_long_is_not_retried_in_a_tight_loop() -> None:
+    sink = RecordingSink(fail=lambda op, n: MessageTooLong("invalid") if op == "update" else None)
+    chunks = [f"w{i} " for i in range(40)]
+    ReplyPacer(sink, interval=0.05).deliver(timed_stream(chunks, delay=0.005))
+    assert sink.ops().count("update!") <= 10  # one try per interval, not one per delta

@@ -241,7 +241,9 @@ def test_bad_signature_stale_timestamp_and_malformed_body(slack: Harness) -> Non
     stale = sr.event_callback(mention, timestamp=int(sr.time.time()) - 6 * 60)
     assert slack.send(stale)[0] == 401
     garbage = b"{not json"
-    assert slack.send((garbage, sr.signed_headers(garbage, sr.DEFAULT_SIGNING_SECRET)))[0] == 400
+    signed = {"Content-Type": "application/json"}  # without one: 415 (tests/test_local_host_trust)
+    signed.update(sr.signed_headers(garbage, sr.DEFAULT_SIGNING_SECRET))
+    assert slack.send((garbage, signed))[0] == 400
     slack.settle()
     assert slack.model.prompts == [] and slack.standin.calls == []
 

@@ -1,5 +1,7 @@
-"""``bots.slack.summaries``: command parsing, history reads against the Slack stand-in through
-the real ``slack_sdk.WebClient``, display names, errors, and shared files as excerpts."""
+"""The ``/summarize`` path's Slack modules (``summary_args``, ``history_reader``,
+``history_api``, ``user_names``, ``markup``): command parsing, history reads against the Slack
+stand-in through the real ``slack_sdk.WebClient``, display names, errors, and shared files as
+excerpts."""
 
 from __future__ import annotations
 
@@ -11,27 +13,16 @@ from typing import Any
 import pytest
 from slack_sdk import WebClient
 
-from bots.slack.summaries import (
-    RATE_LIMITED,
-    ArgumentError,
-    ChannelCount,
-    ChannelWindow,
-    FileTarget,
-    HistoryResult,
-    SlackHistory,
-    SummaryUnavailable,
-    ThreadRef,
-    UserNames,
-    file_by_name,
-    file_excerpts,
-    latest_file,
-    parse_summarize_args,
-    thread_of_message,
-)
+from bots.slack.history_api import RATE_LIMITED
+from bots.slack.history_reader import HistoryResult, SlackHistory
+from bots.slack.summary_args import ThreadRef, parse_summarize_args, thread_of_message
+from bots.slack.user_names import UserNames
 from core.files.chunking import split_text
 from core.knowledge.base import FileRecord, StoredChunk
 from core.knowledge.sqlite import SqliteKnowledgeStore
 from core.pacer import PLACEHOLDER
+from core.summary_request import ArgumentError, ChannelCount, ChannelWindow, FileTarget
+from core.summary_sources import SummaryUnavailable, file_by_name, file_excerpts, latest_file
 from tests.slack_requests import micros_to_ts
 from tests.standins.slack import SlackStandIn
 

@@ -25,11 +25,11 @@ from core.runtime import build_summarizer
 from core.summarize import (
     NOTHING_TO_SUMMARIZE,
     PLACEHOLDER,
-    SUMMARY_SYSTEM_PROMPT,
     Excerpt,
     Summarizer,
     SummaryRequest,
 )
+from core.summary_prompts import SUMMARY_SYSTEM_PROMPT
 from core.text import estimate_tokens
 from tests.fakes import RecordingSink, ScriptedModel, timed_stream
 

@@ -32,7 +32,7 @@ from bots.teams.events import (
     split_conversation_id,
 )
 from bots.teams.ingress import install_ingress
-from bots.teams.sink import TeamsLimits, TeamsReplySink, with_sources
+from bots.teams.sink import WINDOW_MARGIN_SECONDS, TeamsLimits, TeamsReplySink, with_sources
 from core.budget import Limit, LocalRateBudget, Priority
 from core.config import ConfigError, Settings
 from core.domain import Reply, SourceCitation
@@ -141,6 +141,9 @@ class FakeClock:
         return self.now
 
 
+MARGIN = WINDOW_MARGIN_SECONDS  # each window is taken this much longer than Teams'
+
+
 def test_the_budget_allows_seven_sends_a_second_per_conversation() -> None:
     clock = FakeClock()
     budget = LocalRateBudget(clock=clock)
@@ -148,14 +151,14 @@ def test_the_budget_allows_seven_sends_a_second_per_conversation() -> None:
     c1, c2 = limits.conversation("c1"), limits.conversation("c2")
     required = Priority.REQUIRED
     assert [budget.take(c1, "r", required) for _ in range(7)] == [0.0] * 7
-    assert budget.take(c1, "r", required) == pytest.approx(1.0)
+    assert budget.take(c1, "r", required) == pytest.approx(1.0 + MARGIN)
     assert budget.take(c2, "r", required) == 0.0  # another thread has its own budget
-    clock.now += 1.0
+    clock.now += 1.0 + MARGIN
     assert budget.take(c1, "r", required) == 0.0  # 8 in 2 s is allowed
     assert budget.take(c1, "r", required) == pytest.approx(1.0)  # the 9th in 2 s is not
 
 
-def test_the_budget_allows_sixty_sends_in_thirty_seconds() -> None:
+def test_the_budget_allows_sixty_sends_in_thirty_seconds_and_1800_an_hour() -> None:
     clock = FakeClock()
     budget = LocalRateBudget(clock=clock)
     scope = TeamsLimits(budget).conversation("c")
@@ -163,9 +166,14 @@ def test_the_budget_allows_sixty_sends_in_thirty_seconds() -> None:
         assert budget.take(scope, "r", Priority.REQUIRED) == 0.0
         clock.now += 0.4
     # until the first of the 60 is 30 s old
-    assert budget.take(scope, "r", Priority.REQUIRED) == pytest.approx(6.0)
+    assert budget.take(scope, "r", Priority.REQUIRED) == pytest.approx(6.0 + MARGIN)
     clock.now += 31
     assert budget.take(scope, "r", Priority.REQUIRED) == 0.0
+    sent = 61
+    while budget.take(scope, "r", Priority.REQUIRED) == 0.0:
+        sent += 1
+        clock.now += 1.0  # 60 a minute: within the 30-second window, not within the hour
+    assert sent == 1800 and clock.now - FakeClock().now < 3600
 
 
 # --- connector errors -----------------------------------------------------------------------
@@ -467,3 +475,27 @@ def test_a_reply_can_be_found_again_once_its_message_exists_and_resumed() -> Non
     later.finish(resumed, "The whole answer.", Reply("The whole answer."))
     assert connector.calls[-1] == ("update", "m2", "The whole answer.")
     assert [c for c in connector.calls if c[1] == "message"] == [("send", "message", "Half")]
+
+
+def test_only_the_final_ends_a_replys_reservation() -> None:
+    connector = FakeConnector()
+    budget = LocalRateBudget()
+    sink = make_sink(connector, TeamsLimits(budget, (Limit(1.0, 1000),)))
+    ref = sink.post(PLACEHOLDER)
+    sink.update(ref, "first part")
+    scope = "teams:a:1chat"
+    assert budget._states[scope].open[sink._holder][1] is True  # shows text now
+    more = sink.post("continued")  # a continuation message: required, but not the final
+    assert sink._holder in budget._states[scope].open
+    sink.finish(more, "continued and done", Reply("continued and done"))
+    assert sink._holder not in budget._states[scope].open
+
+
+def test_a_resumed_teams_reply_shows_its_first_text_first() -> None:
+    connector = FakeConnector()
+    budget = LocalRateBudget()
+    sink = make_sink(connector, TeamsLimits(budget, (Limit(1.0, 1000),)))
+    ref = sink.adopt("m7")
+    sink.update(ref, "Again")
+    assert budget._states["teams:a:1chat"].open[sink._holder][1] is True
+    assert connector.calls == [("update", "m7", "Again")]

@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from bots.aws.settings import load_aws_settings
+from bots.workers import install_workers
 from core.dedupe import DedupedHandler, build_persistence
 from core.domain import Reply, Turn
 from core.jobs import JobRouter, job_from_json
@@ -43,30 +44,16 @@ def build_handler() -> DedupedHandler:
     assistant = build_assistant(settings, retriever=knowledge.retriever, on_reply=count_reply)
     summarizer = build_summarizer(settings)
     router = JobRouter()
-    if settings.slack_bot_token:
-        from bots.slack.worker import install_worker
-
-        install_worker(
-            router,
-            assistant,
-            settings,
-            knowledge.indexer,
-            summarizer=summarizer,
-            knowledge=knowledge.store,
-        )
-    if settings.microsoft_app_id:
-        from bots.teams.auth import require_credentials
-        from bots.teams.worker import install_worker as install_teams_worker
-
-        require_credentials(settings)  # never reply unauthenticated from AWS
-        install_teams_worker(
-            router,
-            assistant,
-            settings,
-            knowledge.indexer,
-            summarizer=summarizer,
-            knowledge=knowledge.store,
-        )
+    install_workers(
+        router,
+        assistant,
+        settings,
+        knowledge,
+        summarizer,
+        slack=bool(settings.slack_bot_token),
+        teams=bool(settings.microsoft_app_id),
+        teams_authenticated=True,  # never reply unauthenticated from AWS
+    )
     return DedupedHandler(router.handle, build_persistence(settings))
 
 

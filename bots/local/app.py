@@ -6,6 +6,7 @@ in-process queue) and of the idempotency table (SQLite).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,9 +15,11 @@ from aws_lambda_powertools.utilities.idempotency import BasePersistenceLayer
 from bots.http import HttpRequest, HttpResponse, Routes
 from bots.local import devchat
 from bots.local.queue import InProcessQueue
+from bots.workers import install_workers
 from core.assistant import Assistant
 from core.config import Settings
 from core.dedupe import DedupedHandler, build_persistence
+from core.dedupe.sqlite import SqlitePersistenceLayer
 from core.jobs import JobRouter
 from core.runtime import Knowledge, build_assistant, build_knowledge, build_summarizer
 from core.summarize import Summarizer
@@ -26,6 +29,9 @@ TEAMS_NEEDS_AUTH = (
     "credentials to listen on another address"
 )
 SLACK_NOT_CONFIGURED = "Slack is not configured: set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN"
+QUEUE_FILE = "queue.sqlite3"  # in CHATBOT_DATA_DIR: jobs accepted and not yet done
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,8 +44,9 @@ class LocalApp:
     transcripts: devchat.Transcripts
     slack_app: Any = None  # the Bolt app, when Slack is configured
 
-    def close(self) -> None:
-        self.queue.close()
+    def close(self, drain_seconds: float | None = None) -> bool:
+        """See :meth:`InProcessQueue.close`: ``chatbot serve`` passes ``CHATBOT_DRAIN_SECONDS``."""
+        return self.queue.close(drain_seconds)
 
 
 def build_local_app(
@@ -55,9 +62,23 @@ def build_local_app(
     assistant = assistant or build_assistant(settings, retriever=knowledge.retriever)
     routes = Routes()
     jobs = JobRouter()
-    deduped = DedupedHandler(jobs.handle, persistence or build_persistence(settings))
-    # No redelivery locally: a job that fails ends with its kind's apology to the person.
-    queue = InProcessQueue(deduped, workers=settings.local_workers, on_failure=jobs.report_failure)
+    persistence = persistence or build_persistence(settings)
+    # This host owns its data dir, so none of its jobs can be in progress yet: a mark left by a
+    # run that died mid-job would refuse that job's re-run for minutes.
+    if isinstance(persistence, SqlitePersistenceLayer) and (
+        cleared := persistence.clear_in_progress()
+    ):
+        log.info("stale in-progress marks cleared", extra={"records": cleared})
+    deduped = DedupedHandler(jobs.handle, persistence)
+    # No redelivery locally: a job that fails ends with its kind's apology to the person. Jobs
+    # a previous run left unfinished in the queue file start once every handler is registered.
+    queue = InProcessQueue(
+        deduped,
+        workers=settings.local_workers,
+        on_failure=jobs.report_failure,
+        path=settings.data_dir / QUEUE_FILE,
+        autostart=False,
+    )
     slack_ready = bool(settings.slack_signing_secret and settings.slack_bot_token)
 
     def healthz(_: HttpRequest) -> HttpResponse:
@@ -77,40 +98,25 @@ def build_local_app(
     app = LocalApp(settings, assistant, routes, jobs, queue, transcripts)
     if slack_ready:
         from bots.slack.ingress import build_bolt_app, slack_route
-        from bots.slack.worker import install_worker
 
         app.slack_app = build_bolt_app(settings, queue.enqueue)
         routes.add(
             "POST", "/slack/events", slack_route(app.slack_app, settings.slack_signing_secret)
         )
-        install_worker(
-            jobs,
-            assistant,
-            settings,
-            knowledge.indexer,
-            summarizer=summarizer,
-            knowledge=knowledge.store,
-        )
     else:
         routes.add("POST", "/slack/events", lambda _: HttpResponse.error(503, SLACK_NOT_CONFIGURED))
 
     from bots.teams.ingress import install_ingress as install_teams_ingress
-    from bots.teams.worker import install_worker as install_teams_worker
 
     # With no MICROSOFT_APP_ID the local host (and only it) takes unauthenticated activities,
     # which is what the Bot Framework Emulator and local tests send, and only while it listens
-    # on loopback: bound to another address (or behind a tunnel) nobody else may post activities.
-    loopback = settings.host in ("127.0.0.1", "localhost", "::1")
+    # on loopback: bound to another address, or reachable through a tunnel (an allowed host
+    # name), nobody else may post activities.
+    loopback = settings.host in ("127.0.0.1", "localhost", "::1") and not settings.allowed_hosts
     if loopback or settings.microsoft_app_id:
         install_teams_ingress(routes, queue.enqueue, settings, allow_unauthenticated=loopback)
     else:
         routes.add("POST", "/api/messages", lambda _: HttpResponse.error(503, TEAMS_NEEDS_AUTH))
-    install_teams_worker(
-        jobs,
-        assistant,
-        settings,
-        knowledge.indexer,
-        summarizer=summarizer,
-        knowledge=knowledge.store,
-    )
+    install_workers(jobs, assistant, settings, knowledge, summarizer, slack=slack_ready, teams=True)
+    queue.start()
     return app

@@ -4,6 +4,10 @@
 enqueues the turn; the worker answers it through the core into an in-memory transcript that
 ``GET /local/messages?thread=...`` returns. It exercises the same ingress → queue → worker →
 core → pacer → sink path as Slack and Teams, with no platform account. Local host only.
+
+Transcripts live in memory only, so they are bounded: at most ``MAX_THREADS`` threads (1,000;
+the least recently used is dropped) of at most ``MAX_MESSAGES_PER_THREAD`` messages each (500;
+the oldest is dropped). An edit to a message already dropped is ignored.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import re
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from typing import Any
 
 from bots.http import HttpRequest, HttpResponse
@@ -26,40 +31,62 @@ from core.jobs import (
     turn_from_payload,
     turn_to_payload,
 )
+from core.pacer import ProcessLocalSink
 
 KIND = "local.message"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_TEXT_CHARS = 100_000
+MAX_THREADS = 1_000
+MAX_MESSAGES_PER_THREAD = 500
 
 
 class Transcripts:
-    """Every thread's messages, as a person watching the chat would see them."""
+    """Every thread's messages, as a person watching the chat would see them (bounded: see the
+    module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, max_threads: int = MAX_THREADS, max_messages: int = MAX_MESSAGES_PER_THREAD
+    ) -> None:
         self._lock = threading.Lock()
-        self._threads: dict[str, list[dict[str, Any]]] = {}
+        # thread → (sequence number → message), both oldest first. Sequence numbers are never
+        # reused, so a ref cannot reach a newer message after its own was dropped.
+        self._threads: OrderedDict[str, OrderedDict[int, dict[str, Any]]] = OrderedDict()
+        self._sent = 0
+        self._max_threads = max_threads
+        self._max_messages = max_messages
 
     def add(self, thread: str, author: str, text: str, *, final: bool) -> str:
         with self._lock:
-            messages = self._threads.setdefault(thread, [])
-            ref = f"{thread}:{len(messages)}"
-            messages.append(
-                {"ref": ref, "author": author, "text": text, "final": final, "edits": 0}
-            )
+            messages = self._threads.setdefault(thread, OrderedDict())
+            self._threads.move_to_end(thread)
+            while len(self._threads) > self._max_threads:
+                self._threads.popitem(last=False)
+            seq, self._sent = self._sent, self._sent + 1
+            ref = f"{thread}:{seq}"
+            messages[seq] = {"ref": ref, "author": author, "text": text, "final": final, "edits": 0}
+            while len(messages) > self._max_messages:
+                messages.popitem(last=False)
             return ref
 
     def edit(self, ref: str, text: str, *, final: bool) -> None:
-        thread, index = ref.rsplit(":", 1)
+        thread, seq = ref.rsplit(":", 1)
         with self._lock:
-            message = self._threads[thread][int(index)]
+            messages = self._threads.get(thread)
+            message = messages.get(int(seq)) if messages is not None else None
+            if message is None:
+                return  # dropped to keep the transcripts bounded
             message.update(text=text, final=final, edits=message["edits"] + 1)
 
     def read(self, thread: str) -> list[dict[str, Any]]:
         with self._lock:
-            return [dict(m) for m in self._threads.get(thread, [])]
+            messages = self._threads.get(thread)
+            if messages is None:
+                return []
+            self._threads.move_to_end(thread)
+            return [dict(m) for m in messages.values()]
 
 
-class TranscriptSink:
+class TranscriptSink(ProcessLocalSink):
     """A :class:`core.pacer.ReplySink` writing into :class:`Transcripts`."""
 
     def __init__(self, transcripts: Transcripts, thread: str, max_chars: int = 4000) -> None:
@@ -77,9 +104,6 @@ class TranscriptSink:
     def update(self, ref: str, text: str) -> None:
         self._transcripts.edit(ref, text, final=False)
 
-    def close(self) -> None:
-        """Nothing held: this sink has no rate budget."""
-
     def finish(self, ref: str, text: str, reply: Reply) -> None:
         self._transcripts.edit(ref, text, final=True)
 
@@ -90,7 +114,10 @@ def install(routes: Any, router: JobRouter, queue: JobQueue, assistant: Assistan
     def post_message(request: HttpRequest) -> HttpResponse:
         try:
             data = json.loads(request.body or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):
+            # ValueError: not JSON, not UTF-8, or an integer over 4,300 digits; RecursionError:
+            # nested too deeply for the parser. Only "text", "user" and "thread" are read, each
+            # checked to be a string, so a deep but parseable body goes no further.
             return HttpResponse.error(400, "body must be JSON")
         if not isinstance(data, dict) or not isinstance(data.get("text"), str):
             return HttpResponse.error(400, 'body must be an object with a string "text"')

@@ -5,6 +5,10 @@ shell does it: a deep listen backlog (a burst of webhooks waits for ``accept``, 
 cap on connections served at once (503 beyond it, from a small fixed pool of threads), a
 deadline on every read (idle keep-alive, silent or truncated requests), and a body read only
 when its ``Content-Length`` is well formed and within limits. Every error is JSON.
+
+It also answers only its own clients (:mod:`bots.local.guard`: Host, Origin, content types and
+the per-run token of ``/local/*``), checked before any route runs, and binds a request id to
+every log line: the client's ``X-Request-Id`` when it is short and plain, else a fresh one.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 from bots.http import HttpRequest, HttpResponse, Routes
+from bots.local.guard import HostGuard
 from core.observability import bind
 
 log = logging.getLogger(__name__)
@@ -34,6 +40,7 @@ REQUEST_TIMEOUT_SECONDS = 15.0
 REFUSAL_TIMEOUT_SECONDS = 2.0  # how long an over-capacity client may take to send its request
 METHODS = ("GET", "POST", "PUT", "DELETE")
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,15}")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class LocalServer(ThreadingHTTPServer):
@@ -47,13 +54,19 @@ class LocalServer(ThreadingHTTPServer):
         *,
         request_timeout: float = REQUEST_TIMEOUT_SECONDS,
         max_connections: int = MAX_CONNECTIONS,
+        allowed_hosts: Iterable[str] = (),
+        token: str | None = None,
     ) -> None:
+        """``allowed_hosts``: Host names answered besides loopback and the bound address;
+        ``token``: the secret ``/local/*`` needs off loopback (default: a fresh random one)."""
         self.routes = routes
         self.request_timeout = request_timeout
         self.max_connections = max_connections
         self._slots = threading.BoundedSemaphore(max_connections)
         self._refusals = ThreadPoolExecutor(max_workers=2, thread_name_prefix="http-refusal")
         super().__init__(address, _Handler)
+        host, port = self.server_address[:2]
+        self.guard = HostGuard.for_address((str(host), int(port)), allowed_hosts, token)
 
     def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
         """One thread per connection up to ``max_connections``; beyond that a 503 from the
@@ -134,7 +147,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve()
 
     def _serve(self) -> None:
-        request_id = self.headers.get("x-request-id") or uuid.uuid4().hex
+        # A client's id goes into every log line: only a short, plain one is taken as it is.
+        request_id = self.headers.get("x-request-id", "")
+        if not _REQUEST_ID.fullmatch(request_id):
+            request_id = uuid.uuid4().hex
         with bind(request_id=request_id):
             response = self._respond()
             log.info(
@@ -184,6 +200,11 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
             query=dict(parse_qsl(parts.query)),
         )
+        if len(self.headers.get_all("Host") or []) > 1:
+            return HttpResponse.error(400, "a request needs one valid Host header")
+        refusal = self.server.guard.check(request)
+        if refusal is not None:
+            return refusal
         try:
             return self.server.routes.dispatch(request)
         except Exception:

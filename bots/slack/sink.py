@@ -30,7 +30,7 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from core.budget import Limit, Priority, RateBudget, Scope
 from core.domain import Reply, SourceCitation
-from core.errors import BudgetSpent, MessageTooLong, RateLimited, SinkError
+from core.errors import BudgetSpent, MessageGone, MessageTooLong, RateLimited, SinkError
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ MAX_MARKDOWN_CHARS = 11_000
 FALLBACK_CHARS = 3_000  # the notification text; Slack has refused long ``text`` near 4,000
 NETWORK_RETRY_SECONDS = 1.0
 _TOO_LONG = frozenset({"msg_too_long", "msg_blocks_too_long", "invalid_blocks"})
+_GONE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
 
 
 # A call is counted when it leaves; Slack counts it when it arrives, a little later. Windows a
@@ -171,6 +172,11 @@ def _translate(method: str, exc: SlackApiError) -> Exception:
         return RateLimited(retry_after, f"{method} rate limited")
     if error in _TOO_LONG:
         return MessageTooLong(f"{method}: {error}")
+    if error in _GONE:
+        log.warning("slack message can no longer be edited", extra={"slack_error": error})
+        gone = MessageGone(f"{method}: {error}")
+        gone.cause = f"slack_{error}"
+        return gone
     log.error("slack refused a reply", extra={"method": method, "slack_error": error})
     failure = SinkError(f"{method}: {error}")
     failure.cause = f"slack_{error}"

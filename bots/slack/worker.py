@@ -9,17 +9,11 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
 from bots.slack.files import download, slack_hosts
+from bots.slack.history_reader import SlackHistory
 from bots.slack.ingress import SLACK_FILE, SLACK_FILE_REMOVED, SLACK_MESSAGE, SLACK_SUMMARIZE
 from bots.slack.sink import SlackLimits, SlackReplySink
-from bots.slack.summaries import (
-    ChannelCount,
-    ChannelWindow,
-    FileTarget,
-    SlackHistory,
-    SummaryUnavailable,
-    ThreadRef,
-    UserNames,
-)
+from bots.slack.summary_args import ThreadRef
+from bots.slack.user_names import UserNames
 from core.assistant import Assistant
 from core.config import Settings
 from core.domain import ConversationKey, FileRef
@@ -30,7 +24,8 @@ from core.jobs import JOB_FAILED_MESSAGE, Job, JobRouter, turn_from_payload
 from core.knowledge.base import KnowledgeStore
 from core.runtime import build_rate_budget
 from core.summarize import Summarizer, SummaryRequest
-from core.summary_sources import file_summary_request
+from core.summary_request import ChannelCount, ChannelWindow, FileTarget
+from core.summary_sources import SummaryUnavailable, file_summary_request
 
 FILE_FAILED = "I couldn't read {name} right now (a temporary error on my side). Share it again?"
 SUMMARY_FAILED = "I couldn't prepare that summary right now (a temporary error). Try again soon?"

@@ -37,8 +37,14 @@ MAX_CHARS = 24_000
 MAX_SOURCES = 10
 # Attempts at the final edit that end in a 412/5xx before its text goes out as a new message.
 FINAL_EDIT_ATTEMPTS = 3
-# Teams' documented per-bot, per-thread limits: at most this many sends in any window.
-TEAMS_THREAD_LIMITS: tuple[Limit, ...] = (Limit(1.0, 7), Limit(2.0, 8), Limit(30.0, 60))
+# Teams' documented per-bot, per-thread limits: at most this many sends in any window. A send is
+# counted when it leaves and Teams counts it when it arrives: each window is taken a little
+# longer than Teams', so that network delays cannot squeeze one more send into Teams' window.
+WINDOW_MARGIN_SECONDS = 0.2
+TEAMS_THREAD_LIMITS: tuple[Limit, ...] = tuple(
+    Limit(window + WINDOW_MARGIN_SECONDS, calls)
+    for window, calls in ((1.0, 7), (2.0, 8), (30.0, 60), (3600.0, 1800))
+)
 _PENDING = "pending:"
 
 
@@ -77,6 +83,7 @@ class TeamsReplySink:
         self._holder = uuid.uuid4().hex
         self._placeholder = placeholder
         self._typed = False
+        self._edited = False  # whether text was shown yet: the first text goes first
         self._numbers = itertools.count(1)
         self._pending: set[str] = set()  # posted placeholders not yet created in Teams
         self._ids: dict[str, str] = {}  # pending reference → Teams activity id
@@ -100,12 +107,14 @@ class TeamsReplySink:
     def update(self, ref: str, text: str) -> None:
         if ref in self._pending:
             self._materialize(ref, text, Priority.FIRST)
+            self._edited = True
             return
         activity_id = self._ids.get(ref, ref)
         if self._shown.get(activity_id) == text:
             return
         try:
-            self._edit(activity_id, text, Priority.OPTIONAL)
+            self._edit(activity_id, text, Priority.OPTIONAL if self._edited else Priority.FIRST)
+            self._edited = True
         except ConnectorRefused as exc:
             if exc.status != 404:
                 raise
@@ -116,13 +125,13 @@ class TeamsReplySink:
     def finish(self, ref: str, text: str, reply: Reply) -> None:
         final = with_sources(text, reply.sources)
         if ref in self._pending:
-            self._materialize(ref, final, Priority.REQUIRED)
+            self._materialize(ref, final, Priority.REQUIRED, closes=True)
             return
         activity_id = self._ids.get(ref, ref)
         if ref in self._replaced or self._shown.get(activity_id) == final:
             return
         try:
-            self._edit(activity_id, final, Priority.REQUIRED)
+            self._edit(activity_id, final, Priority.REQUIRED, closes=True)
             return
         except TransientFailure as exc:
             self._final_failures += 1
@@ -139,7 +148,7 @@ class TeamsReplySink:
                 "final edit refused; sending the answer as a new message",
                 extra={"cause": exc.cause},
             )
-        self._ids[ref] = self._send_message(final, Priority.REQUIRED)
+        self._ids[ref] = self._send_message(final, Priority.REQUIRED, closes=True)
         self._replaced.add(ref)
 
     def close(self) -> None:
@@ -159,12 +168,14 @@ class TeamsReplySink:
 
     # -- calls ------------------------------------------------------------------------------
 
-    def _materialize(self, ref: str, text: str, priority: Priority) -> None:
-        self._ids[ref] = self._send_message(text, priority)
+    def _materialize(
+        self, ref: str, text: str, priority: Priority, *, closes: bool = False
+    ) -> None:
+        self._ids[ref] = self._send_message(text, priority, closes=closes)
         self._pending.discard(ref)
 
-    def _send_message(self, text: str, priority: Priority) -> str:
-        self._spend(priority)
+    def _send_message(self, text: str, priority: Priority, *, closes: bool = False) -> str:
+        self._spend(priority, closes=closes)
         activity_id = self._connector.send(
             self._reference, _message(text), reply_to_id=self._reply_to_id
         )
@@ -173,8 +184,10 @@ class TeamsReplySink:
         self._shown[activity_id] = text
         return activity_id
 
-    def _edit(self, activity_id: str, text: str, priority: Priority) -> None:
-        self._spend(priority)
+    def _edit(
+        self, activity_id: str, text: str, priority: Priority, *, closes: bool = False
+    ) -> None:
+        self._spend(priority, closes=closes)
         activity = _message(text)
         activity.id = activity_id
         self._connector.update(self._reference, activity)
@@ -192,8 +205,8 @@ class TeamsReplySink:
         except RateLimited as exc:
             log.info("typing indicator skipped", extra={"retry_after": exc.retry_after})
 
-    def _spend(self, priority: Priority) -> None:
-        closes = priority is Priority.REQUIRED
+    def _spend(self, priority: Priority, *, closes: bool = False) -> None:
+        """``closes``: the reply's final, which ends its reservation (see core.budget)."""
         wait = self._budget.take(self._scope, self._holder, priority, closes=closes)
         if wait > 0:
             raise BudgetSpent(wait, "teams per-thread send budget spent")

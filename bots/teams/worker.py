@@ -1,10 +1,13 @@
-"""Teams jobs in the worker: answer a message, welcome a new conversation, decline summaries."""
+"""Teams jobs in the worker: answer a message, welcome a new conversation, summarize what the
+bot has seen of a conversation or a file shared in it, read an uploaded file."""
 
 from __future__ import annotations
 
 import logging
 import re
 import time
+from collections.abc import Callable
+from functools import partial
 from urllib.parse import urlsplit
 
 from botbuilder.schema import Activity, ActivityTypes
@@ -18,14 +21,28 @@ from bots.teams.sink import TeamsLimits, TeamsReplySink
 from core.assistant import Assistant
 from core.budget import LocalRateBudget
 from core.config import Settings
-from core.domain import ConversationKey, FileRef, Role, Turn
+from core.domain import ConversationKey, FileRef
 from core.errors import ChatbotError, RateLimited
 from core.files.ingest import FileIndexer
 from core.files.types import FileRejected
 from core.jobs import JOB_FAILED_MESSAGE, Job, JobRouter, turn_from_payload
 from core.knowledge.base import KnowledgeStore
-from core.summarize import Excerpt, Summarizer, SummaryRequest
-from core.summary_sources import SummaryUnavailable, file_summary_request
+from core.summarize import Summarizer, SummaryRequest
+from core.summary_request import (
+    ArgumentError,
+    ChannelCount,
+    ChannelWindow,
+    FileTarget,
+    SummaryGrammar,
+    SummaryTarget,
+    parse_summary_args,
+    usage,
+)
+from core.summary_sources import (
+    SummaryUnavailable,
+    file_summary_request,
+    stored_conversation_request,
+)
 
 log = logging.getLogger(__name__)
 MAX_SUMMARY_TURNS = 1000
@@ -36,17 +53,34 @@ WELCOME = (
     "- **In a channel or group chat:** mention me with your question and I'll answer in the "
     "same thread.\n"
     "- **In a 1:1 chat:** just ask; I remember what we talked about.\n"
-    "- **Summaries** of conversations are coming soon."
+    "- **Summaries:** send `summarize` for what I have seen of this conversation (add `24h`, "
+    "`7d` or `50` for only the latest), or `summarize file` for the latest file shared "
+    "here (`summarize file <name>` for another one)."
 )
-# Mirrors the Slack adapter's answer to /summarize.
-SUMMARIZE_USAGE = (
-    "I can summarize this conversation (`summarize`) or a file shared here "
-    "(`summarize file` for the latest, `summarize file <name>` for one by name)."
+# The grammar Slack's /summarize takes (core.summary_request), without thread links: Teams
+# gives bots no channel history without Graph permissions, so a summary covers the turns the
+# bot has stored (the messages that mention it, and its answers; all of a 1:1 chat). A
+# period or a count narrows that to the latest ones.
+SUMMARIZE_GRAMMAR = SummaryGrammar(
+    command="summarize",
+    default="what I have seen of this conversation",
+    default_window=False,
+    max_count=MAX_SUMMARY_TURNS,
 )
+SUMMARIZE_USAGE = usage(SUMMARIZE_GRAMMAR)
+CONVERSATION_TITLE = "this conversation (the messages I have seen)"
 # Waits for Teams' Retry-After before the apology is given up (it follows a failure already).
 APOLOGY_ATTEMPTS = 3
 APOLOGY_MAX_WAIT_SECONDS = 5.0
-_SUMMARIZE_ARGS = re.compile(r"^/?summari[sz]e\s*(?P<rest>.*)$", re.IGNORECASE | re.DOTALL)
+_SUMMARIZE_ARGS = re.compile(r"^/?summari[sz]e(?:\s+(?P<rest>.*))?$", re.IGNORECASE | re.DOTALL)
+
+
+def parse_summarize_message(text: str, *, now: float) -> SummaryTarget | ArgumentError:
+    """What a ``summarize ...`` message asks for (the bot's mention already stripped)."""
+    match = _SUMMARIZE_ARGS.match(text.strip())
+    if match is None:
+        return ArgumentError(SUMMARIZE_USAGE)
+    return parse_summary_args(match.group("rest") or "", SUMMARIZE_GRAMMAR, now=now)
 
 
 class TeamsWorker:
@@ -60,7 +94,9 @@ class TeamsWorker:
         insecure_downloads: bool = False,
         summarizer: Summarizer | None = None,
         knowledge: KnowledgeStore | None = None,
+        clock: Callable[[], float] = time.time,
     ):
+        self._clock = clock
         self._summarizer = summarizer
         self._knowledge = knowledge
         self._assistant = assistant
@@ -83,13 +119,16 @@ class TeamsWorker:
 
     def handle_summarize(self, job: Job) -> None:
         """Teams gives bots no channel history without Graph permissions, so a conversation
-        summary covers what the bot has seen of it: its stored history."""
+        summary covers what the bot has seen of it: its stored history. A request it cannot
+        read, or cannot serve, is answered with one line saying what it can do."""
         turn = turn_from_payload(job.payload["turn"])
         sink = self._sink(job)
-        match = _SUMMARIZE_ARGS.match(turn.text.strip())
-        rest = (match.group("rest") if match else "").strip()
+        target = parse_summarize_message(turn.text, now=self._clock())
+        if isinstance(target, ArgumentError):
+            self._assistant.notify(sink, target.message)
+            return
         try:
-            request = self._summary_request(turn.key, rest)
+            request = self._summary_request(turn.key, target)
         except SummaryUnavailable as exc:
             self._assistant.notify(sink, exc.message)
             return
@@ -104,26 +143,18 @@ class TeamsWorker:
             return
         self._summarizer.summarize(request, sink)
 
-    def _summary_request(self, key: ConversationKey, rest: str) -> SummaryRequest:
-        if rest.lower().startswith("file"):
+    def _summary_request(self, key: ConversationKey, target: SummaryTarget) -> SummaryRequest:
+        if isinstance(target, FileTarget):
             if self._knowledge is None:
                 raise SummaryUnavailable("Files are not enabled on this deployment.")
-            return file_summary_request(self._knowledge, key.scope, rest[4:].strip() or None)
-        if rest:
-            raise SummaryUnavailable(SUMMARIZE_USAGE)
-        turns = self._assistant.conversation(key, MAX_SUMMARY_TURNS)
-        if not turns:
-            raise SummaryUnavailable("There is nothing in this conversation to summarize yet.")
-        excerpts = tuple(
-            Excerpt(
-                t.text,
-                f"{t.user_name or ('assistant' if t.role is Role.ASSISTANT else t.user_id)}, "
-                f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(t.created_at))}",
-            )
-            for t in turns
-        )
-        return SummaryRequest(
-            "this conversation (the messages I have seen)", "conversation", excerpts
+            return file_summary_request(self._knowledge, key.scope, target.name)
+        if not isinstance(target, ChannelWindow | ChannelCount):  # links: not in the grammar
+            raise SummaryUnavailable(SUMMARIZE_USAGE, cause="bad_argument")
+        return stored_conversation_request(
+            partial(self._assistant.conversation, key),
+            target,
+            max_turns=MAX_SUMMARY_TURNS,
+            title=CONVERSATION_TITLE,
         )
 
     def handle_file(self, job: Job) -> None:
@@ -208,8 +239,3 @@ def install_worker(
     router.register(TEAMS_WELCOME, worker.handle_welcome)
     router.register(TEAMS_SUMMARIZE, worker.handle_summarize, on_failure=worker.report_failure)
     return worker
-
-
-def _label(turn: Turn) -> str:
-    who = turn.user_name or ("assistant" if turn.role is Role.ASSISTANT else turn.user_id)
-    return f"{who}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(turn.created_at))}"

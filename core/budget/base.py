@@ -10,9 +10,10 @@ person must see that the question landed and must see the whole answer. Its firs
 matters next. Every other intermediate edit is optional: a courtesy that thins out under
 pressure, since the next one shows newer text anyway. So:
 
-- ``REQUIRED`` takes any free slot. When none is free, the caller is recorded as *waiting* (for
-  the time it was told to wait, plus a grace), and until it comes back nothing of lower priority
-  may take a slot in that scope: finals go first.
+- ``REQUIRED`` takes a free slot, in the order required calls first asked: one that finds no
+  slot left by those waiting before it is recorded as *waiting* (for the time it was told to
+  wait, plus a grace), and until it comes back nothing of lower priority may take a slot in
+  that scope: finals go first, the oldest first.
 - ``FIRST`` (a reply's first visible text) takes any free slot no required call is waiting for.
 - ``OPTIONAL`` also leaves room for every open reply's final (and for the first text of the
   open replies that show none yet): a reply *opens* on a scope when it starts (its placeholder
@@ -69,14 +70,15 @@ class WindowState:
 
     stamps: list[float] = field(default_factory=list)  # when each counted call was made
     open: dict[str, tuple[float, bool]] = field(default_factory=dict)  # holder → (expiry, shown)
-    waiting: dict[str, float] = field(default_factory=dict)  # holder → hold expiry
+    # holder → (hold expiry, when it first asked): required calls refused and coming back
+    waiting: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "stamps": self.stamps,
                 "open": {h: [exp, shown] for h, (exp, shown) in self.open.items()},
-                "waiting": self.waiting,
+                "waiting": {h: [exp, since] for h, (exp, since) in self.waiting.items()},
             },
             separators=(",", ":"),
         )
@@ -87,7 +89,7 @@ class WindowState:
         return cls(
             stamps=[float(t) for t in data.get("stamps", ())],
             open={h: (float(v[0]), bool(v[1])) for h, v in data.get("open", {}).items()},
-            waiting={h: float(v) for h, v in data.get("waiting", {}).items()},
+            waiting={h: (float(v[0]), float(v[1])) for h, v in data.get("waiting", {}).items()},
         )
 
 
@@ -112,7 +114,7 @@ def prune(state: WindowState, scope: Scope, now: float) -> None:
     horizon = now - scope.horizon
     state.stamps = [t for t in state.stamps if t > horizon]
     state.open = {h: v for h, v in state.open.items() if v[0] > now}
-    state.waiting = {h: exp for h, exp in state.waiting.items() if exp > now}
+    state.waiting = {h: v for h, v in state.waiting.items() if v[0] > now}
 
 
 def free_slots(state: WindowState, scope: Scope, now: float) -> int:
@@ -145,19 +147,22 @@ def decide(
     priority: Priority,
     *,
     closes: bool = False,
+    reply_ttl: float = DEFAULT_REPLY_TTL_SECONDS,
 ) -> float:
     """Grant or refuse one call, updating ``state``; see the module docstring for the rules."""
     prune(state, scope, now)
     free = free_slots(state, scope, now)
     if priority is Priority.REQUIRED:
-        if free >= 1:
-            _grant(state, now, holder, closes=closes)
+        since = state.waiting.get(holder, (0.0, now))[1]
+        ahead = sum(1 for h, (_, s) in state.waiting.items() if h != holder and s < since)
+        if free >= 1 + ahead:
+            _grant(state, now, holder, priority, closes=closes, reply_ttl=reply_ttl)
             return 0.0
-        wait = wait_for(state, scope, now, 1)
-        state.waiting[holder] = now + wait + WAIT_GRACE_SECONDS
+        wait = wait_for(state, scope, now, 1 + ahead)
+        state.waiting[holder] = (now + wait + WAIT_GRACE_SECONDS, since)
         return wait
 
-    others_waiting = [exp for h, exp in state.waiting.items() if h != holder]
+    others_waiting = [exp for h, (exp, _) in state.waiting.items() if h != holder]
     if others_waiting:
         # A final is due back: nothing of lower priority jumps the queue in the meantime.
         return max(wait_for(state, scope, now, 1), min(others_waiting) - now, _MIN_WAIT)
@@ -168,19 +173,29 @@ def decide(
         for other, (_, shown) in state.open.items():
             need += 1 if (other == holder or shown) else 2
     if free >= need:
-        _grant(state, now, holder, closes=closes)
+        _grant(state, now, holder, priority, closes=closes, reply_ttl=reply_ttl)
         return 0.0
     return wait_for(state, scope, now, need)
 
 
-def _grant(state: WindowState, now: float, holder: str, *, closes: bool) -> None:
+def _grant(
+    state: WindowState,
+    now: float,
+    holder: str,
+    priority: Priority,
+    *,
+    closes: bool,
+    reply_ttl: float,
+) -> None:
     state.stamps.append(now)
     state.waiting.pop(holder, None)
     if closes:
         state.open.pop(holder, None)
     elif holder in state.open:
-        expiry, _ = state.open[holder]
-        state.open[holder] = (expiry, True)
+        # Still alive: its reservation lasts another ``reply_ttl``; and it shows text once its
+        # first text went out (a typing indicator, say, is no text).
+        expiry, shown = state.open[holder]
+        state.open[holder] = (max(expiry, now + reply_ttl), shown or priority is Priority.FIRST)
 
 
 def open_reply(state: WindowState, scope: Scope, now: float, holder: str, ttl: float) -> None:

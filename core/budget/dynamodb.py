@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from core.aws import store_client
 from core.budget.base import (
     DEFAULT_REPLY_TTL_SECONDS,
     Priority,
@@ -44,12 +44,8 @@ log = logging.getLogger(__name__)
 
 FALLBACK_SECONDS = 30.0
 _MAX_RACES = 8
+_MAX_RACES_BOOKKEEPING = 40  # an open or a close must land: it changes no window, only room
 _RACE_LOST_WAIT = 0.1
-_CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "total_max_attempts": 2},
-    connect_timeout=1,
-    read_timeout=2,
-)
 
 
 def table_definition(table_name: str) -> dict[str, Any]:
@@ -67,29 +63,35 @@ class DynamoDbRateBudget:
         self,
         table_name: str,
         *,
-        region: str | None = None,
+        region: str,
         client: Any = None,
         clock: Callable[[], float] = time.time,
         reply_ttl: float = DEFAULT_REPLY_TTL_SECONDS,
     ) -> None:
         self._table = table_name
-        self._client = client or boto3.client("dynamodb", region_name=region, config=_CLIENT_CONFIG)
+        # Short reads: a budget that cannot answer quickly is replaced by the local one.
+        self._client = client or store_client("dynamodb", region, read_timeout=2.0)
         self._clock = clock
         self._reply_ttl = reply_ttl
         self._fallback = LocalRateBudget(clock=clock, reply_ttl=reply_ttl)
         self._fallback_until = 0.0
+        self._lock = threading.Lock()
+        # Replies that ended while the table was out of reach: closed there once it is back,
+        # so their reservations do not outlive them.
+        self._pending_closes: dict[str, set[str]] = {}
 
     def open(self, scope: Scope, holder: str) -> None:
         def change(state: WindowState, now: float) -> float:
             open_reply(state, scope, now, holder, self._reply_ttl)
             return 0.0
 
-        if self._shared(scope, change) is None:
+        if self._shared(scope, change, races=_MAX_RACES_BOOKKEEPING) is None:
             self._fallback.open(scope, holder)
 
     def take(self, scope: Scope, holder: str, priority: Priority, *, closes: bool = False) -> float:
         def change(state: WindowState, now: float) -> float:
-            return decide(state, scope, now, holder, priority, closes=closes)
+            ttl = self._reply_ttl
+            return decide(state, scope, now, holder, priority, closes=closes, reply_ttl=ttl)
 
         wait = self._shared(scope, change)
         if wait is None:
@@ -101,15 +103,30 @@ class DynamoDbRateBudget:
             close_reply(state, scope, now, holder)
             return 0.0
 
-        if self._shared(scope, change) is None:
+        if self._shared(scope, change, races=_MAX_RACES_BOOKKEEPING) is None:
             self._fallback.close(scope, holder)
+            with self._lock:
+                self._pending_closes.setdefault(scope.key, set()).add(holder)
 
-    def _shared(self, scope: Scope, change: Callable[[WindowState, float], float]) -> float | None:
-        """Apply ``change`` to the scope's item; None when the table cannot be used now."""
+    def _shared(
+        self,
+        scope: Scope,
+        change: Callable[[WindowState, float], float],
+        *,
+        races: int = _MAX_RACES,
+    ) -> float | None:
+        """Apply ``change`` to the scope's item; None when the table cannot be used now.
+
+        Each write also carries over what happened while the table was out of reach: the
+        calls counted in process meanwhile (so the window holds them) and the replies that
+        ended meanwhile (so their reservations end too)."""
         if self._clock() < self._fallback_until:
             return None
+        with self._lock:
+            closes = set(self._pending_closes.get(scope.key, ()))
+        counted = self._fallback.recent_stamps(scope)
         try:
-            for _ in range(_MAX_RACES):
+            for _ in range(races):
                 found = self._client.get_item(
                     TableName=self._table, Key={"scope": {"S": scope.key}}, ConsistentRead=True
                 ).get("Item")
@@ -117,10 +134,15 @@ class DynamoDbRateBudget:
                 state = WindowState.from_json(found["state"]["S"]) if found else WindowState()
                 now = self._clock()
                 before = state.to_json()
+                if counted:
+                    state.stamps = sorted(state.stamps + counted)
+                for holder in closes:
+                    close_reply(state, scope, now, holder)
                 result = change(state, now)
                 if state.to_json() == before:
                     return result  # nothing to write (a refusal that changed no hold)
                 if self._write(scope, state, version, now):
+                    self._carried_over(scope, closes, counted)
                     return result
             log.info("rate budget contended; asking again shortly", extra={"scope": scope.key})
             return _RACE_LOST_WAIT
@@ -132,6 +154,17 @@ class DynamoDbRateBudget:
             )
             self._fallback_until = self._clock() + FALLBACK_SECONDS
             return None
+
+    def _carried_over(self, scope: Scope, closes: set[str], counted: list[float]) -> None:
+        if counted:
+            self._fallback.forget(scope)
+        if closes:
+            with self._lock:
+                left = self._pending_closes.get(scope.key, set()) - closes
+                if left:
+                    self._pending_closes[scope.key] = left
+                else:
+                    self._pending_closes.pop(scope.key, None)
 
     def _write(self, scope: Scope, state: WindowState, version: int, now: float) -> bool:
         keep = max([now + scope.horizon, *(exp for exp, _ in state.open.values())])

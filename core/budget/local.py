@@ -40,11 +40,25 @@ class LocalRateBudget:
     def take(self, scope: Scope, holder: str, priority: Priority, *, closes: bool = False) -> float:
         with self._lock:
             state = self._state(scope)
-            return decide(state, scope, self._clock(), holder, priority, closes=closes)
+            now = self._clock()
+            return decide(
+                state, scope, now, holder, priority, closes=closes, reply_ttl=self._reply_ttl
+            )
 
     def close(self, scope: Scope, holder: str) -> None:
         with self._lock:
             close_reply(self._state(scope), scope, self._clock(), holder)
+
+    def recent_stamps(self, scope: Scope) -> list[float]:
+        """The calls counted here in ``scope``'s windows (for the shared budget to carry over)."""
+        with self._lock:
+            state = self._states.get(scope.key)
+            horizon = self._clock() - scope.horizon
+            return [t for t in state.stamps if t > horizon] if state else []
+
+    def forget(self, scope: Scope) -> None:
+        with self._lock:
+            self._states.pop(scope.key, None)
 
     def _state(self, scope: Scope) -> WindowState:
         state = self._states.get(scope.key)

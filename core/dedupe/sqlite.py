@@ -100,6 +100,19 @@ class SqlitePersistenceLayer(BasePersistenceLayer):
         with self._lock:
             self._db.execute("DELETE FROM idempotency WHERE id = ?", (data_record.idempotency_key,))
 
+    def clear_in_progress(self) -> int:
+        """Delete every record still marked in progress; returns how many there were.
+
+        For a host that owns this file alone, at start-up: none of its jobs can be running
+        yet, so such a mark is left by a run that died mid-job, and would refuse that job's
+        redelivery as "already in progress" until the mark lapses. Completed records stay:
+        they keep a redelivered job that did finish from running twice."""
+        with self._lock:
+            cursor = self._db.execute(
+                "DELETE FROM idempotency WHERE status = ?", (STATUS_CONSTANTS["INPROGRESS"],)
+            )
+        return cursor.rowcount
+
 
 def _record(row: tuple[str, str, int, int | None, str, str]) -> DataRecord:
     return DataRecord(

@@ -44,7 +44,8 @@ class HistoryStore(abc.ABC):
 
     @abc.abstractmethod
     def delete_user_data(self, platform: str, workspace: str, user_id: str) -> int:
-        """Erase every turn that belongs to one person in one workspace; returns how many."""
+        """Erase every turn (and reply record) that belongs to one person in one workspace;
+        returns how many records were erased."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing to close
         """Release connections; the default has nothing to release."""

@@ -37,15 +37,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-
+from core import dynamodb
 from core.domain import ConversationKey, Role, Turn
-from core.errors import StoreError, TurnAlreadyStored
+from core.errors import TurnAlreadyStored
 from core.history.base import REPLY_RECORD_SECONDS, HistoryStore, files_from_json, files_to_json
 
 logger = logging.getLogger(__name__)
@@ -54,42 +51,11 @@ USER_INDEX = "by-user"
 TTL_ATTRIBUTE = "expires_at"
 
 _DAY = 86_400
-_BATCH_SIZE = 25  # BatchWriteItem's limit
-_UNPROCESSED_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)
-_CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3},
-    connect_timeout=3,
-    read_timeout=5,
-)
 
 
 def table_definition(table_name: str) -> dict[str, Any]:
     """The exact ``CreateTable`` arguments for the history table."""
-    return {
-        "TableName": table_name,
-        "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": [
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-            {"AttributeName": "gsi1pk", "AttributeType": "S"},
-            {"AttributeName": "gsi1sk", "AttributeType": "S"},
-        ],
-        "KeySchema": [
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        "GlobalSecondaryIndexes": [
-            {
-                "IndexName": USER_INDEX,
-                "KeySchema": [
-                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
-                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-        "SSESpecification": {"Enabled": True},
-    }
+    return dynamodb.table_definition(table_name, index=USER_INDEX)
 
 
 def create_table(client: Any, table_name: str) -> None:
@@ -143,11 +109,7 @@ class DynamoDbHistoryStore(HistoryStore):
         self._table = table_name
         self._retention_seconds = retention_days * _DAY
         self._clock = clock
-        self._client: Any = (
-            client
-            if client is not None
-            else boto3.client("dynamodb", region_name=region, config=_CLIENT_CONFIG)
-        )
+        self._client: Any = client if client is not None else dynamodb.make_client(region)
 
     def append_turn(self, turn: Turn) -> None:
         sk = turn_sk(turn.created_at, turn.turn_id)
@@ -166,19 +128,18 @@ class DynamoDbHistoryStore(HistoryStore):
             TTL_ATTRIBUTE: {"N": str(math.ceil(turn.created_at + self._retention_seconds))},
         }
         try:
-            self._client.put_item(
+            dynamodb.call(
+                self._client,
+                "PutItem",
+                "appending a turn",
                 TableName=self._table,
                 Item=item,
                 ConditionExpression="attribute_not_exists(pk)",
             )
-        except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
-                raise TurnAlreadyStored(
-                    f"turn {turn.turn_id} is already stored in {turn.key.id}"
-                ) from exc
-            raise _store_error("PutItem", "appending a turn", exc) from exc
-        except BotoCoreError as exc:
-            raise _store_error("PutItem", "appending a turn", exc) from exc
+        except dynamodb.ConditionFailed as exc:
+            raise TurnAlreadyStored(
+                f"turn {turn.turn_id} is already stored in {turn.key.id}"
+            ) from exc.__cause__
 
     def recent_turns(self, key: ConversationKey, limit: int) -> Sequence[Turn]:
         if limit <= 0:
@@ -199,7 +160,7 @@ class DynamoDbHistoryStore(HistoryStore):
             "Limit": limit,  # items evaluated per page: reads only what the answer needs
         }
         newest_first: list[Turn] = []
-        for item in self._query_pages(request, "reading recent turns"):
+        for item in dynamodb.query(self._client, "reading recent turns", **request):
             newest_first.append(_turn_from_item(key, item))
             if len(newest_first) == limit:
                 break
@@ -219,20 +180,19 @@ class DynamoDbHistoryStore(HistoryStore):
             "message_id": {"S": message_id},
             TTL_ATTRIBUTE: {"N": str(math.ceil(expires))},
         }
-        try:
-            self._client.put_item(TableName=self._table, Item=item)
-        except (ClientError, BotoCoreError) as exc:
-            raise _store_error("PutItem", "recording a reply message", exc) from exc
+        dynamodb.call(
+            self._client, "PutItem", "recording a reply message", TableName=self._table, Item=item
+        )
 
     def reply_message(self, key: ConversationKey, turn_id: str) -> str | None:
-        try:
-            item = self._client.get_item(
-                TableName=self._table,
-                Key={"pk": {"S": conversation_pk(key)}, "sk": {"S": reply_sk(turn_id)}},
-                ConsistentRead=True,
-            ).get("Item")
-        except (ClientError, BotoCoreError) as exc:
-            raise _store_error("GetItem", "reading a reply message", exc) from exc
+        item = dynamodb.call(
+            self._client,
+            "GetItem",
+            "reading a reply message",
+            TableName=self._table,
+            Key={"pk": {"S": conversation_pk(key)}, "sk": {"S": reply_sk(turn_id)}},
+            ConsistentRead=True,
+        ).get("Item")
         if not item or float(item[TTL_ATTRIBUTE]["N"]) <= self._clock():
             return None
         return str(item["message_id"]["S"])
@@ -247,55 +207,15 @@ class DynamoDbHistoryStore(HistoryStore):
         }
         deleted = 0
         batch: list[dict[str, Any]] = []
-        for item in self._query_pages(request, "finding a user's turns"):
+        for item in dynamodb.query(self._client, "finding a user's turns", **request):
             batch.append({"pk": item["pk"], "sk": item["sk"]})
-            if len(batch) == _BATCH_SIZE:
-                deleted += self._delete_batch(batch)
+            if len(batch) == dynamodb.BATCH_WRITE_ITEMS:
+                deleted += self._delete(batch)
                 batch = []
-        if batch:
-            deleted += self._delete_batch(batch)
-        return deleted
+        return deleted + (self._delete(batch) if batch else 0)
 
-    def _query_pages(self, request: dict[str, Any], operation: str) -> Iterator[dict[str, Any]]:
-        """Items of a query, page after page, until the caller stops or the results end."""
-        request = dict(request)
-        while True:
-            try:
-                page = self._client.query(**request)
-            except (ClientError, BotoCoreError) as exc:
-                raise _store_error("Query", operation, exc) from exc
-            yield from page.get("Items", [])
-            last_key = page.get("LastEvaluatedKey")
-            if not last_key:
-                return
-            request["ExclusiveStartKey"] = last_key
-
-    def _delete_batch(self, keys: list[dict[str, Any]]) -> int:
-        """Delete up to 25 items, retrying what DynamoDB leaves unprocessed (throttling)."""
-        pending: list[dict[str, Any]] = [{"DeleteRequest": {"Key": k}} for k in keys]
-        for delay in (0.0, *_UNPROCESSED_RETRY_DELAYS):
-            if delay:
-                time.sleep(delay)
-            try:
-                response = self._client.batch_write_item(RequestItems={self._table: pending})
-            except (ClientError, BotoCoreError) as exc:
-                raise _store_error("BatchWriteItem", "deleting a user's turns", exc) from exc
-            pending = response.get("UnprocessedItems", {}).get(self._table, [])
-            if not pending:
-                return len(keys)
-        raise StoreError(
-            f"DynamoDB BatchWriteItem left {len(pending)} of {len(keys)} deletes unprocessed "
-            f"after {len(_UNPROCESSED_RETRY_DELAYS)} retries (deleting a user's turns)"
-        )
-
-
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", "Unknown"))
-
-
-def _store_error(api: str, operation: str, exc: Exception) -> StoreError:
-    code = _error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
-    return StoreError(f"DynamoDB {api} failed with {code} while {operation}")
+    def _delete(self, keys: list[dict[str, Any]]) -> int:
+        return dynamodb.batch_delete(self._client, self._table, keys, "deleting a user's turns")
 
 
 def _turn_from_item(key: ConversationKey, item: dict[str, Any]) -> Turn:

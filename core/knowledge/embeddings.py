@@ -2,10 +2,10 @@
 
 Titan V2 embeds one text per ``InvokeModel`` call, so a file's chunks go out as concurrent calls
 from a small thread pool (bounded: Bedrock throttles per account and model), and come back in
-the order they were given. Retries belong to tenacity alone, as in
-:mod:`core.models.bedrock`: throttling and service trouble are retried with full-jitter
-backoff, a rejected request or a missing permission is not. Errors are the same
-:class:`core.errors.ModelError` subclasses the chat model raises.
+the order they were given. The client, the full-jitter backoff and the error mapping are the
+chat model's (:mod:`core.models.bedrock_runtime`): retries belong to tenacity alone,
+throttling and service trouble are retried, a rejected request or a missing permission is not,
+and errors are the same :class:`core.errors.ModelError` subclasses.
 """
 
 from __future__ import annotations
@@ -17,13 +17,16 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, Protocol, runtime_checkable
 
-import boto3
 import tenacity
-from botocore.config import Config
 from tenacity.wait import WaitBaseT
 
 from core.errors import ModelError
-from core.models.bedrock import _map_error
+from core.models.bedrock_runtime import (
+    full_jitter_wait,
+    map_error,
+    retrying,
+    runtime_client,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +43,6 @@ class Embedder(Protocol):
     def dimensions(self) -> int: ...
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
-
-
-def _default_wait() -> WaitBaseT:
-    """Full jitter: a uniform wait in [0, min(8, 0.5 * 2**(attempt-1))] seconds."""
-    return tenacity.wait_random_exponential(multiplier=0.5, max=8)
 
 
 class TitanEmbedder:
@@ -78,21 +76,13 @@ class TitanEmbedder:
         self.model_id = model_id
         self._dimensions = dimensions
         self.max_attempts = max_attempts
-        self._wait: WaitBaseT = retry_wait if retry_wait is not None else _default_wait()
+        self._wait: WaitBaseT = retry_wait if retry_wait is not None else full_jitter_wait()
         self._max_workers = max_workers
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         if client is None:
-            client = boto3.client(
-                "bedrock-runtime",
-                region_name=region,
-                # tenacity owns the attempts; botocore makes one request per attempt.
-                config=Config(
-                    retries={"total_max_attempts": 1, "mode": "standard"},
-                    connect_timeout=5,
-                    read_timeout=30,
-                    max_pool_connections=max(10, max_workers),
-                ),
+            client = runtime_client(
+                region, read_timeout=30, max_pool_connections=max(10, max_workers)
             )
         self._client: Any = client
 
@@ -132,16 +122,10 @@ class TitanEmbedder:
             return self._pool
 
     def _embed_with_retries(self, text: str) -> list[float]:
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(
-                lambda exc: isinstance(exc, ModelError) and exc.retryable
-            ),
-            stop=tenacity.stop_after_attempt(self.max_attempts),
-            wait=self._wait,
-            reraise=True,
-            before_sleep=self._log_retry,
+        attempts = retrying(
+            max_attempts=self.max_attempts, wait=self._wait, before_sleep=self._log_retry
         )
-        return retrying(self._embed_once, text)
+        return attempts(self._embed_once, text)
 
     def _embed_once(self, text: str) -> list[float]:
         body = json.dumps(
@@ -160,7 +144,7 @@ class TitanEmbedder:
             )
             payload = json.loads(response["body"].read())
         except Exception as exc:
-            raise _map_error(exc) from exc
+            raise map_error(exc) from exc
         embedding = payload.get("embedding") if isinstance(payload, dict) else None
         if not isinstance(embedding, list) or len(embedding) != self._dimensions:
             raise ModelError(

@@ -1,4 +1,4 @@
-"""The AWS knowledge backend: chunk vectors in Amazon S3 Vectors, file records in DynamoDB.
+"""The AWS knowledge backend: chunk vectors in Amazon S3 Vectors, file records beside them.
 
 Two stores, each doing what it is good at:
 
@@ -18,11 +18,11 @@ Two stores, each doing what it is good at:
   vector means a search is one ``QueryVectors`` call and a whole file is read back with
   ``GetVectors``, with no third store to keep in step.
 
-- **File records** (:class:`FileRecords`, implemented on DynamoDB by
-  :class:`DynamoDbFileRecords`, table ``CHATBOT_KNOWLEDGE_TABLE``) hold one item per (scope,
-  file): the :class:`FileRecord`, the current ``version`` and how many vectors it has. The
-  vector keys are derived from those, so no list of keys is stored (and a file of any size
-  fits in one small item).
+- **File records** (:class:`~core.knowledge.records.FileRecords`, implemented on DynamoDB by
+  :class:`~core.knowledge.dynamodb_records.DynamoDbFileRecords`, table
+  ``CHATBOT_KNOWLEDGE_TABLE``) hold one item per (scope, file): the :class:`FileRecord`, the
+  current ``version`` and how many vectors it has. The vector keys are derived from those, so
+  no list of keys is stored (and a file of any size fits in one small item).
 
 Every put writes a *new version* under new keys and then commits it by replacing the file's
 record (one conditional DynamoDB write); only then are the previous version's vectors deleted.
@@ -41,30 +41,26 @@ backend is for deployments with ``BEDROCK_EMBEDDING_MODEL_ID`` set.
 
 from __future__ import annotations
 
-import abc
-import hashlib
 import json
 import logging
-import time
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-
+from core import aws
 from core.config import Settings
 from core.domain import Passage, SourceCitation
 from core.errors import StoreError
 from core.knowledge.base import FileRecord, KnowledgeStore, StoredChunk
+from core.knowledge.checks import check_file, workspace_prefix
+from core.knowledge.dynamodb_records import DynamoDbFileRecords
+from core.knowledge.keys import bounded_key
+from core.knowledge.records import FileRecords, IndexedFile, RecordConflict
 
 logger = logging.getLogger(__name__)
 
 NEEDS_EMBEDDINGS = "S3 Vectors needs an embedding model: set BEDROCK_EMBEDDING_MODEL_ID"
 NEEDS_BUCKET = "CHATBOT_VECTOR_BUCKET is not set: shared files cannot be indexed or searched"
-FILE_INDEX = "by-file"
 
 FILTERABLE_METADATA_KEYS: tuple[str, ...] = ("scope",)
 NON_FILTERABLE_METADATA_KEYS: tuple[str, ...] = (
@@ -83,11 +79,6 @@ _MAX_TOP_K = 100  # QueryVectors returns at most 100
 _MAX_KEY_BYTES = 1024
 _MAX_METADATA_BYTES = 40 * 1024
 _MAX_FILTERABLE_BYTES = 2 * 1024
-_CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3},
-    connect_timeout=3,
-    read_timeout=10,
-)
 
 
 def build_s3vectors_store(settings: Settings) -> S3VectorsKnowledgeStore:
@@ -108,41 +99,6 @@ def build_s3vectors_store(settings: Settings) -> S3VectorsKnowledgeStore:
     )
 
 
-def records_table_definition(table_name: str) -> dict[str, Any]:
-    """The exact ``CreateTable`` arguments for the file records table."""
-    return {
-        "TableName": table_name,
-        "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": [
-            {"AttributeName": name, "AttributeType": "S"}
-            for name in ("pk", "sk", "gsi1pk", "gsi1sk")
-        ],
-        "KeySchema": [
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        "GlobalSecondaryIndexes": [
-            {
-                "IndexName": FILE_INDEX,
-                "KeySchema": [
-                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
-                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-        "SSESpecification": {"Enabled": True},
-    }
-
-
-def create_records_table(client: Any, table_name: str) -> None:
-    """Create the file records table and wait until it exists (tooling and tests)."""
-    client.create_table(**records_table_definition(table_name))
-    client.get_waiter("table_exists").wait(
-        TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
-    )
-
-
 def index_definition(vector_bucket: str, index_name: str, dimension: int) -> dict[str, Any]:
     """The exact ``CreateIndex`` arguments for the knowledge index (cosine, float32)."""
     return {
@@ -156,241 +112,13 @@ def index_definition(vector_bucket: str, index_name: str, dimension: int) -> dic
 
 
 def vector_key(scope: str, file_id: str, version: str, n: int) -> str:
-    key = f"{scope}|{file_id}|{version}|{n}"
-    if len(key.encode("utf-8")) <= _MAX_KEY_BYTES:
-        return key
-    digest = hashlib.sha256(f"{scope}|{file_id}".encode()).hexdigest()
-    return f"h:{digest}|{version}|{n}"
+    return bounded_key("", f"{scope}|{file_id}", f"|{version}|{n}", max_bytes=_MAX_KEY_BYTES)
 
 
-# --- file records ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class IndexedFile:
-    """A file's record and where its vectors are: ``vectors`` keys of ``version``."""
-
-    record: FileRecord
-    version: str
-    vectors: int
-
-    def keys(self) -> list[str]:
-        r = self.record
-        return [vector_key(r.scope, r.file_id, self.version, n) for n in range(self.vectors)]
-
-
-class RecordConflict(StoreError):
-    """The file's record changed while a new version was being written (a concurrent put)."""
-
-    cause = "record_conflict"
-
-
-class FileRecords(abc.ABC):
-    """The small metadata store beside S3 Vectors: one :class:`IndexedFile` per (scope, file)."""
-
-    @abc.abstractmethod
-    def get(self, scope: str, file_id: str) -> IndexedFile | None: ...
-
-    @abc.abstractmethod
-    def in_scope(self, scope: str) -> list[IndexedFile]:
-        """Every file of a scope, in no particular order."""
-
-    @abc.abstractmethod
-    def find(self, platform_workspace: str, file_id: str) -> list[IndexedFile]:
-        """The file in every scope of one workspace (``platform#workspace``)."""
-
-    @abc.abstractmethod
-    def versions(self, scope: str, file_ids: Sequence[str]) -> dict[str, str]:
-        """The current version of each of these files that has a record in ``scope``."""
-
-    @abc.abstractmethod
-    def commit(self, entry: IndexedFile, *, replacing: str | None) -> None:
-        """Store ``entry`` if the file's current version is still ``replacing`` (``None``: no
-        record yet); otherwise raise :class:`RecordConflict` and change nothing."""
-
-    @abc.abstractmethod
-    def delete(self, scope: str, file_id: str, version: str) -> bool:
-        """Delete the record if it still names ``version``; ``False`` if it did not."""
-
-
-class DynamoDbFileRecords(FileRecords):
-    """File records in the table :func:`records_table_definition` describes.
-
-    Item layout::
-
-        pk      S  "SCOPE#" + scope                      e.g. SCOPE#slack#T1#C1
-        sk      S  "FILE#" + file_id
-        gsi1pk  S  "FILE#" + platform#workspace + "#" + file_id   (index "by-file": the
-        gsi1sk  S  "SCOPE#" + scope                                 scopes a file is in)
-        file_name, content_hash, description, version  S
-        chunks, added_at, vectors                      N
-
-    The index is eventually consistent, so :meth:`find` may miss a file put a moment ago.
-    """
-
-    def __init__(self, table_name: str, *, region: str, client: Any | None = None) -> None:
-        self._table = table_name
-        self._client: Any = (
-            client
-            if client is not None
-            else boto3.client("dynamodb", region_name=region, config=_CLIENT_CONFIG)
-        )
-
-    def get(self, scope: str, file_id: str) -> IndexedFile | None:
-        item = self._call(
-            "GetItem",
-            f"reading the record of {file_id} in {scope}",
-            TableName=self._table,
-            Key=_record_key(scope, file_id),
-            ConsistentRead=True,
-        ).get("Item")
-        return _entry_from_item(item) if item else None
-
-    def in_scope(self, scope: str) -> list[IndexedFile]:
-        request = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :file)",
-            "ExpressionAttributeValues": {
-                ":pk": {"S": f"SCOPE#{scope}"},
-                ":file": {"S": "FILE#"},
-            },
-            "ConsistentRead": True,
-        }
-        return [_entry_from_item(i) for i in self._query(request, f"listing files of {scope}")]
-
-    def find(self, platform_workspace: str, file_id: str) -> list[IndexedFile]:
-        request = {
-            "TableName": self._table,
-            "IndexName": FILE_INDEX,
-            "KeyConditionExpression": "gsi1pk = :file",
-            "ExpressionAttributeValues": {":file": {"S": f"FILE#{platform_workspace}#{file_id}"}},
-        }
-        items = self._query(request, f"finding {file_id} in {platform_workspace}")
-        return [_entry_from_item(i) for i in items]
-
-    def versions(self, scope: str, file_ids: Sequence[str]) -> dict[str, str]:
-        wanted = list(dict.fromkeys(file_ids))
-        found: dict[str, str] = {}
-        for start in range(0, len(wanted), 100):  # BatchGetItem takes at most 100 keys
-            pending: dict[str, Any] = {
-                self._table: {
-                    "Keys": [_record_key(scope, f) for f in wanted[start : start + 100]],
-                    "ProjectionExpression": "sk, #version",
-                    "ExpressionAttributeNames": {"#version": "version"},
-                    "ConsistentRead": True,
-                }
-            }
-            for delay in (0.0, 0.05, 0.1, 0.2, 0.4):
-                if delay:
-                    time.sleep(delay)
-                response = self._call(
-                    "BatchGetItem", f"checking versions in {scope}", RequestItems=pending
-                )
-                for item in response.get("Responses", {}).get(self._table, []):
-                    found[item["sk"]["S"].removeprefix("FILE#")] = item["version"]["S"]
-                pending = response.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-            else:
-                raise StoreError(f"DynamoDB BatchGetItem left keys unprocessed in {scope}")
-        return found
-
-    def commit(self, entry: IndexedFile, *, replacing: str | None) -> None:
-        r = entry.record
-        workspace = r.scope.rsplit("#", 1)[0]
-        item = {
-            **_record_key(r.scope, r.file_id),
-            "gsi1pk": {"S": f"FILE#{workspace}#{r.file_id}"},
-            "gsi1sk": {"S": f"SCOPE#{r.scope}"},
-            "scope": {"S": r.scope},
-            "file_id": {"S": r.file_id},
-            "file_name": {"S": r.file_name},
-            "content_hash": {"S": r.content_hash},
-            "chunks": {"N": str(int(r.chunks))},
-            "description": {"S": r.description},
-            "added_at": {"N": repr(float(r.added_at))},
-            "version": {"S": entry.version},
-            "vectors": {"N": str(entry.vectors)},
-        }
-        condition: dict[str, Any]
-        if replacing is None:
-            condition = {"ConditionExpression": "attribute_not_exists(pk)"}
-        else:
-            condition = {
-                "ConditionExpression": "#version = :replacing",
-                "ExpressionAttributeNames": {"#version": "version"},
-                "ExpressionAttributeValues": {":replacing": {"S": replacing}},
-            }
-        try:
-            self._client.put_item(TableName=self._table, Item=item, **condition)
-        except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
-                raise RecordConflict(
-                    f"file {r.file_id} in {r.scope} changed while it was being indexed"
-                ) from exc
-            raise _store_error("DynamoDB PutItem", f"committing {r.file_id}", exc) from exc
-        except BotoCoreError as exc:
-            raise _store_error("DynamoDB PutItem", f"committing {r.file_id}", exc) from exc
-
-    def delete(self, scope: str, file_id: str, version: str) -> bool:
-        try:
-            self._client.delete_item(
-                TableName=self._table,
-                Key=_record_key(scope, file_id),
-                ConditionExpression="#version = :version",
-                ExpressionAttributeNames={"#version": "version"},
-                ExpressionAttributeValues={":version": {"S": version}},
-            )
-        except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise _store_error("DynamoDB DeleteItem", f"removing {file_id}", exc) from exc
-        except BotoCoreError as exc:
-            raise _store_error("DynamoDB DeleteItem", f"removing {file_id}", exc) from exc
-        return True
-
-    def _query(self, request: dict[str, Any], operation: str) -> Iterator[dict[str, Any]]:
-        request = dict(request)
-        while True:
-            page = self._call("Query", operation, **request)
-            yield from page.get("Items", [])
-            if not page.get("LastEvaluatedKey"):
-                return
-            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-    def _call(self, api: str, operation: str, **request: Any) -> dict[str, Any]:
-        method = getattr(self._client, _snake(api))
-        try:
-            response: dict[str, Any] = method(**request)
-        except (ClientError, BotoCoreError) as exc:
-            raise _store_error(f"DynamoDB {api}", operation, exc) from exc
-        return response
-
-
-def _record_key(scope: str, file_id: str) -> dict[str, Any]:
-    return {"pk": {"S": f"SCOPE#{scope}"}, "sk": {"S": f"FILE#{file_id}"}}
-
-
-def _entry_from_item(item: dict[str, Any]) -> IndexedFile:
-    def text(name: str) -> str:
-        return str(item.get(name, {}).get("S", ""))
-
-    def number(name: str) -> float:
-        return float(item.get(name, {}).get("N", "0"))
-
-    return IndexedFile(
-        record=FileRecord(
-            scope=text("scope"),
-            file_id=text("file_id"),
-            file_name=text("file_name"),
-            content_hash=text("content_hash"),
-            chunks=int(number("chunks")),
-            description=text("description"),
-            added_at=number("added_at"),
-        ),
-        version=text("version"),
-        vectors=int(number("vectors")),
-    )
+def vector_keys(entry: IndexedFile) -> list[str]:
+    """The keys of a file's current vectors, derived from its record."""
+    r = entry.record
+    return [vector_key(r.scope, r.file_id, entry.version, n) for n in range(entry.vectors)]
 
 
 # --- the store ---------------------------------------------------------------------------------
@@ -416,9 +144,7 @@ class S3VectorsKnowledgeStore(KnowledgeStore):
         self._index = index_name
         self._records = records
         self._client: Any = (
-            client
-            if client is not None
-            else boto3.client("s3vectors", region_name=region, config=_CLIENT_CONFIG)
+            client if client is not None else aws.store_client("s3vectors", region, read_timeout=10)
         )
 
     # --- writes ------------------------------------------------------------------------------
@@ -431,10 +157,12 @@ class S3VectorsKnowledgeStore(KnowledgeStore):
     ) -> None:
         if embeddings is None:
             raise StoreError(NEEDS_EMBEDDINGS)
-        _check_file(record, chunks, embeddings)
+        if len(record.scope.encode("utf-8")) > _MAX_FILTERABLE_BYTES // 2:
+            raise ValueError("scope is too long for S3 Vectors' filterable metadata")
+        check_file(record, chunks, embeddings)
         previous = self._records.get(record.scope, record.file_id)
         entry = IndexedFile(record=record, version=uuid.uuid4().hex[:16], vectors=len(chunks))
-        keys = entry.keys()
+        keys = vector_keys(entry)
         vectors = [
             {
                 "key": key,
@@ -460,19 +188,17 @@ class S3VectorsKnowledgeStore(KnowledgeStore):
         # Any other commit failure is unclear (the write may have landed), so this version's
         # vectors stay: if the record does not name them, search never returns them.
         if previous is not None:
-            self._discard(previous.keys(), record.file_id)
+            self._discard(vector_keys(previous), record.file_id)
 
     def remove_file(self, scope: str, file_id: str) -> int:
         entry = self._records.get(scope, file_id)
         return self._remove(entry) if entry is not None else 0
 
     def remove_file_everywhere(self, platform_workspace: str, file_id: str) -> int:
-        workspace = platform_workspace.rstrip("#")
-        if workspace.count("#") != 1 or not all(workspace.split("#")):
-            raise ValueError(f"expected 'platform#workspace', got {platform_workspace!r}")
+        prefix = workspace_prefix(platform_workspace)
         removed = 0
-        for entry in self._records.find(workspace, file_id):
-            if entry.record.scope.startswith(workspace + "#"):
+        for entry in self._records.find(prefix.rstrip("#"), file_id):
+            if entry.record.scope.startswith(prefix):
                 removed += self._remove(entry)
         return removed
 
@@ -541,7 +267,7 @@ class S3VectorsKnowledgeStore(KnowledgeStore):
         entry = self._records.get(scope, file_id)
         if entry is None:
             return []
-        keys = entry.keys()
+        keys = vector_keys(entry)
         chunks: list[StoredChunk] = []
         for start in range(0, len(keys), _GET_BATCH):
             response = self._vectors_call(
@@ -580,7 +306,7 @@ class S3VectorsKnowledgeStore(KnowledgeStore):
         """Vectors first, then the record: a failure part-way leaves the record, so trying
         again finds the file and finishes the job (deleting missing keys is not an error)."""
         r = entry.record
-        keys = entry.keys()
+        keys = vector_keys(entry)
         for start in range(0, len(keys), _PUT_BATCH):
             self._vectors_call(
                 "DeleteVectors", f"removing {r.file_id}", keys=keys[start : start + _PUT_BATCH]
@@ -611,14 +337,15 @@ class S3VectorsKnowledgeStore(KnowledgeStore):
     def _vectors_call(self, api: str, operation: str, **request: Any) -> dict[str, Any]:
         if not self._bucket:
             raise StoreError(NEEDS_BUCKET)
-        method = getattr(self._client, _snake(api))
-        try:
-            response: dict[str, Any] = method(
-                vectorBucketName=self._bucket, indexName=self._index, **request
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise _store_error(f"S3 Vectors {api}", operation, exc) from exc
-        return response
+        return aws.call(
+            self._client,
+            "S3 Vectors",
+            api,
+            operation,
+            vectorBucketName=self._bucket,
+            indexName=self._index,
+            **request,
+        )
 
 
 def _metadata(chunk: StoredChunk, version: str) -> dict[str, Any]:
@@ -639,32 +366,3 @@ def _metadata(chunk: StoredChunk, version: str) -> dict[str, Any]:
             f"S3 Vectors keeps at most {_MAX_METADATA_BYTES} per vector"
         )
     return metadata
-
-
-def _check_file(
-    record: FileRecord, chunks: Sequence[StoredChunk], embeddings: Sequence[Sequence[float]]
-) -> None:
-    """Refuse a file whose parts disagree, before anything is written (a caller's mistake)."""
-    if len(record.scope.encode("utf-8")) > _MAX_FILTERABLE_BYTES // 2:
-        raise ValueError("scope is too long for S3 Vectors' filterable metadata")
-    if any(c.scope != record.scope or c.file_id != record.file_id for c in chunks):
-        raise ValueError(f"every chunk must belong to {record.scope}/{record.file_id}")
-    if len({c.index for c in chunks}) != len(chunks):
-        raise ValueError(f"file {record.file_id} has two chunks with the same index")
-    if len(embeddings) != len(chunks):
-        raise ValueError(f"{len(embeddings)} embeddings for {len(chunks)} chunks")
-    if len({len(v) for v in embeddings}) > 1:
-        raise ValueError("embeddings of one file must all have the same size")
-
-
-def _snake(api: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in api).lstrip("_")
-
-
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", "Unknown"))
-
-
-def _store_error(api: str, operation: str, exc: Exception) -> StoreError:
-    code = _error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
-    return StoreError(f"{api} failed with {code} while {operation}")

@@ -9,10 +9,11 @@ external-content table needs to remove its postings.
 
 Search:
 
-- **Words** (always): the person's text becomes a safe FTS5 query (every term quoted, every
-  operator and punctuation mark dropped, terms OR-ed so partial matches count) ranked by
-  ``bm25()``. English stop words are dropped; text with nothing else (``what is it?``) does
-  not search words at all, since every chunk would match and none would match better.
+- **Words** (always): the person's text becomes a safe FTS5 query (:mod:`core.knowledge.fts`:
+  every term quoted, every operator and punctuation mark dropped, terms OR-ed so partial
+  matches count) ranked by ``bm25()``. English stop words are dropped; text with nothing else
+  (``what is it?``) does not search words at all, since every chunk would match and none
+  would match better.
 - **Scope**: the FTS index has a second column holding one token per chunk, the scope's tag
   (``k`` + 24 hex digits of its SHA-256), and every query is ``scope_tag : "<tag>" AND text :
   (...)``. FTS5 then ranks and limits only that scope's chunks, and a search in an empty scope
@@ -24,9 +25,10 @@ Search:
 - **Vectors** (when a query embedding is given and the scope has chunk vectors of the same
   size): cosine similarity with numpy over the scope's vectors, fused with the word ranking by
   reciprocal rank fusion, so exact terms (names, ids) and chunks indexed before the embedding
-  model was configured still count. A scope's vectors are loaded once and cached; the cache is
-  dropped for a scope on every write to it, and entirely when another connection writes to the
-  file (``PRAGMA data_version``). numpy is imported only on this path.
+  model was configured still count (:mod:`core.knowledge.vectors`). A scope's vectors are
+  loaded once and cached; the cache is dropped for a scope on every write to it, and entirely
+  when another connection writes to the file (``PRAGMA data_version``). numpy is imported
+  only on this path.
 
 Every write of a file is one transaction (old chunks and record out, new ones in), so a failure
 leaves the previous version searchable and nothing of the new one.
@@ -36,28 +38,32 @@ One connection serves every thread, guarded by a lock, like the history store.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 import sqlite3
-import sys
 import threading
 import time
-from array import array
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from core.domain import Passage, SourceCitation
 from core.errors import StoreError
 from core.knowledge.base import FileRecord, KnowledgeStore, StoredChunk
+from core.knowledge.checks import check_file, workspace_prefix
+from core.knowledge.fts import fts_query, query_terms, scope_tag
+from core.knowledge.vectors import (
+    ScopeVectors,
+    VectorCache,
+    fuse,
+    nearest,
+    to_blob,
+    unit_matrix,
+    unit_query,
+)
 from core.sqlite import open_database
 
-if TYPE_CHECKING:
-    import numpy as np
-    import numpy.typing as npt
+# The FTS helpers are named here too: callers (bench/retrieval.py) import them from this module.
+__all__ = ["SqliteKnowledgeStore", "fts_query", "query_terms", "scope_tag"]
 
 logger = logging.getLogger(__name__)
 
@@ -141,65 +147,7 @@ WHERE c.scope = ?
 ORDER BY hits.score, c.id
 """
 
-_MAX_QUERY_TERMS = 24
-_RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.)
 _VECTOR_CACHE_BYTES = 256 * 1024 * 1024
-
-_TERM = re.compile(r"\w+", re.UNICODE)
-_STOP_WORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been before
-    being below between both but by can could did do does doing down during each few for from
-    further had has have having he her here hers herself him himself his how i if in into is it
-    its itself just me more most my myself no nor not now of off on once only or other our ours
-    ourselves out over own same she should so some such than that the their theirs them
-    themselves then there these they this those through to too under until up very was we were
-    what when where which while who whom why will with would you your yours yourself
-    yourselves please tell""".split()  # noqa: SIM905 - a word list reads better as text
-)
-
-
-def fts_query(scope: str, text: str) -> str:
-    """A safe FTS5 query for ``text`` within ``scope``; ``""`` when there is no word to search.
-
-    Words are runs of letters and digits; each is quoted (``"word"``), so FTS5 operators
-    (``AND OR NOT NEAR``), column filters (``:``), prefixes (``*``), signs and unbalanced quotes
-    in the person's text are only ever words or nothing. Nothing but words and the scope tag
-    (hex digits) ever reaches the query.
-    """
-    terms = query_terms(text)
-    if not terms:
-        return ""
-    words = " OR ".join(f'"{term}"' for term in terms)
-    return f'scope_tag : "{scope_tag(scope)}" AND text : ({words})'
-
-
-def query_terms(text: str) -> list[str]:
-    """The distinct lower-cased words of ``text`` worth searching for, in order of appearance:
-    no stop words, at most 24."""
-    seen: dict[str, None] = {}
-    for match in _TERM.finditer(text.lower()):
-        # Underscore is a word character for ``re`` but a separator for FTS5's tokenizer.
-        for word in match.group().split("_"):
-            if word and word not in _STOP_WORDS:
-                seen.setdefault(word, None)
-    return list(seen)[:_MAX_QUERY_TERMS]
-
-
-def scope_tag(scope: str) -> str:
-    """The one-token stand-in for ``scope`` in the FTS index (see the module docstring)."""
-    return "k" + hashlib.sha256(scope.encode("utf-8")).hexdigest()[:24]
-
-
-@dataclass(frozen=True)
-class _ScopeVectors:
-    """One scope's chunk vectors of one size, unit length, row ``i`` belonging to ``ids[i]``."""
-
-    ids: npt.NDArray[np.int64]
-    matrix: npt.NDArray[np.float32]
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.ids.nbytes + self.matrix.nbytes)
 
 
 class SqliteKnowledgeStore(KnowledgeStore):
@@ -214,8 +162,7 @@ class SqliteKnowledgeStore(KnowledgeStore):
     ) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._vector_cache: OrderedDict[tuple[str, int], _ScopeVectors] = OrderedDict()
-        self._vector_cache_bytes = vector_cache_bytes
+        self._vectors = VectorCache(vector_cache_bytes)
         self._data_version = -1
         self._conn = open_database(path, _SCHEMA, what="knowledge")
 
@@ -227,9 +174,9 @@ class SqliteKnowledgeStore(KnowledgeStore):
         chunks: Sequence[StoredChunk],
         embeddings: Sequence[Sequence[float]] | None = None,
     ) -> None:
-        _check_file(record, chunks, embeddings)
+        check_file(record, chunks, embeddings)
         blobs: Iterable[bytes | None] = (
-            (_to_blob(vector) for vector in embeddings)
+            (to_blob(vector) for vector in embeddings)
             if embeddings is not None
             else (None for _ in chunks)
         )
@@ -250,7 +197,7 @@ class SqliteKnowledgeStore(KnowledgeStore):
         )
         where = (record.scope, record.file_id)
         with self._lock:
-            self._forget_vectors(record.scope)
+            self._vectors.forget(record.scope)
             try:
                 with self._conn:  # one transaction: all of it, or none of it
                     self._conn.execute(
@@ -269,7 +216,7 @@ class SqliteKnowledgeStore(KnowledgeStore):
     def remove_file(self, scope: str, file_id: str) -> int:
         where = (scope, file_id)
         with self._lock:
-            self._forget_vectors(scope)
+            self._vectors.forget(scope)
             try:
                 with self._conn:
                     removed = self._conn.execute(
@@ -283,7 +230,7 @@ class SqliteKnowledgeStore(KnowledgeStore):
         return removed
 
     def remove_file_everywhere(self, platform_workspace: str, file_id: str) -> int:
-        prefix = _workspace_prefix(platform_workspace)
+        prefix = workspace_prefix(platform_workspace)
         # substr() compares the prefix exactly: no LIKE wildcards to escape in ids.
         where = "substr(scope, 1, ?) = ? AND file_id = ?"
         args = (len(prefix), prefix, file_id)
@@ -310,7 +257,7 @@ class SqliteKnowledgeStore(KnowledgeStore):
                     f"removing file {file_id} from every scope of {platform_workspace}: {exc}"
                 ) from exc
             for scope in scopes:
-                self._forget_vectors(scope)
+                self._vectors.forget(scope)
         return removed
 
     # --- reads -------------------------------------------------------------------------------
@@ -370,11 +317,13 @@ class SqliteKnowledgeStore(KnowledgeStore):
         word_hits = self._search_words(scope, query, depth)
         if not vector_hits:
             return _passages([(row, -score) for row, score in word_hits[:limit]])
-        return _passages(_fuse([vector_hits, word_hits])[:limit])
+        rows = {row[0]: row for row, _ in (*vector_hits, *word_hits)}
+        ranked = fuse([[row[0] for row, _ in hits] for hits in (vector_hits, word_hits)])
+        return _passages([(rows[chunk_id], score) for chunk_id, score in ranked[:limit]])
 
     def close(self) -> None:
         with self._lock:
-            self._vector_cache.clear()
+            self._vectors.clear()
             self._conn.close()
 
     # --- words -------------------------------------------------------------------------------
@@ -397,38 +346,25 @@ class SqliteKnowledgeStore(KnowledgeStore):
         self, scope: str, query_embedding: Sequence[float], limit: int
     ) -> list[tuple[_Row, float]]:
         """``(row, cosine similarity)`` best first, over the scope's vectors of the query's size."""
-        import numpy as np
-
-        query = np.asarray(query_embedding, dtype=np.float32)
-        norm = float(np.linalg.norm(query))
-        if query.ndim != 1 or norm == 0.0 or not np.isfinite(norm):
+        query = unit_query(query_embedding)
+        if query is None:
             return []
         vectors = self._scope_vectors(scope, int(query.shape[0]))
         if vectors is None:
             return []
-        similarities = vectors.matrix @ (query / norm)
-        count = min(limit, similarities.shape[0])
-        top = np.argpartition(-similarities, count - 1)[:count]
-        top = top[np.argsort(-similarities[top], kind="stable")]
-        ids = [int(i) for i in vectors.ids[top]]
-        rows = self._rows_by_id(ids)
-        return [
-            (rows[i], float(similarities[t])) for i, t in zip(ids, top, strict=True) if i in rows
-        ]
+        hits = nearest(vectors, query, limit)
+        rows = self._rows_by_id([chunk_id for chunk_id, _ in hits])
+        return [(rows[chunk_id], score) for chunk_id, score in hits if chunk_id in rows]
 
-    def _scope_vectors(self, scope: str, dimensions: int) -> _ScopeVectors | None:
-        import numpy as np
-
-        key = (scope, dimensions)
+    def _scope_vectors(self, scope: str, dimensions: int) -> ScopeVectors | None:
         with self._lock:
             try:
                 version = self._conn.execute("PRAGMA data_version").fetchone()[0]
                 if version != self._data_version:  # another connection wrote to the file
-                    self._vector_cache.clear()
+                    self._vectors.clear()
                     self._data_version = version
-                cached = self._vector_cache.get(key)
+                cached = self._vectors.get(scope, dimensions)
                 if cached is not None:
-                    self._vector_cache.move_to_end(key)
                     return cached
                 rows = self._conn.execute(
                     "SELECT id, embedding FROM knowledge_chunks"
@@ -439,22 +375,9 @@ class SqliteKnowledgeStore(KnowledgeStore):
                 raise StoreError(f"reading the vectors of {scope}: {exc}") from exc
             if not rows:
                 return None
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").astype(np.float32)
-            matrix = matrix.reshape(len(rows), dimensions)
-            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-            norms[norms == 0] = 1.0
-            vectors = _ScopeVectors(ids=ids, matrix=matrix / norms)
-            if vectors.nbytes <= self._vector_cache_bytes:
-                self._vector_cache[key] = vectors
-                while sum(v.nbytes for v in self._vector_cache.values()) > self._vector_cache_bytes:
-                    self._vector_cache.popitem(last=False)
+            vectors = unit_matrix([r[0] for r in rows], [r[1] for r in rows], dimensions)
+            self._vectors.put(scope, dimensions, vectors)
             return vectors
-
-    def _forget_vectors(self, scope: str) -> None:
-        """Drop a scope's cached vectors; called with the lock held, before the write."""
-        for key in [k for k in self._vector_cache if k[0] == scope]:
-            del self._vector_cache[key]
 
     def _rows_by_id(self, ids: Sequence[int]) -> dict[int, _Row]:
         if not ids:
@@ -498,53 +421,6 @@ def _passages(ranked: Sequence[tuple[_Row, float]]) -> list[Passage]:
         )
         for rank, (row, score) in enumerate(ranked, start=1)
     ]
-
-
-def _fuse(rankings: Sequence[Sequence[tuple[_Row, float]]]) -> list[tuple[_Row, float]]:
-    """Reciprocal rank fusion: each list adds ``1 / (k + rank)`` to a chunk's score."""
-    scores: dict[int, float] = {}
-    rows: dict[int, _Row] = {}
-    for ranking in rankings:
-        for rank, (row, _score) in enumerate(ranking, start=1):
-            scores[row[0]] = scores.get(row[0], 0.0) + 1.0 / (_RRF_K + rank)
-            rows[row[0]] = row
-    ordered = sorted(scores, key=lambda chunk_id: (-scores[chunk_id], chunk_id))
-    return [(rows[chunk_id], scores[chunk_id]) for chunk_id in ordered]
-
-
-def _check_file(
-    record: FileRecord,
-    chunks: Sequence[StoredChunk],
-    embeddings: Sequence[Sequence[float]] | None,
-) -> None:
-    """Refuse a file whose parts disagree, before anything is written (a caller's mistake)."""
-    if not record.scope or not record.file_id:
-        raise ValueError("a file record needs a scope and a file id")
-    for chunk in chunks:
-        if chunk.scope != record.scope or chunk.file_id != record.file_id:
-            raise ValueError(
-                f"chunk {chunk.index} belongs to {chunk.scope}/{chunk.file_id}, "
-                f"not to {record.scope}/{record.file_id}"
-            )
-    if len({chunk.index for chunk in chunks}) != len(chunks):
-        raise ValueError(f"file {record.file_id} has two chunks with the same index")
-    if embeddings is not None and len(embeddings) != len(chunks):
-        raise ValueError(f"{len(embeddings)} embeddings for {len(chunks)} chunks")
-
-
-def _to_blob(vector: Sequence[float]) -> bytes:
-    """A vector as little-endian float32 bytes (stdlib only: writing needs no numpy)."""
-    packed = array("f", vector)
-    if sys.byteorder == "big":
-        packed.byteswap()
-    return packed.tobytes()
-
-
-def _workspace_prefix(platform_workspace: str) -> str:
-    value = platform_workspace.rstrip("#")
-    if value.count("#") != 1 or not all(value.split("#")):
-        raise ValueError(f"expected 'platform#workspace', got {platform_workspace!r}")
-    return value + "#"
 
 
 def _record_from_row(row: Sequence[Any]) -> FileRecord:

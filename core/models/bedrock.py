@@ -4,7 +4,8 @@ Retries belong to tenacity alone, and only until the first text delta has been y
 that, a retry would repeat or contradict text the person has already seen, so any failure
 becomes :class:`ModelStreamInterrupted`. Errors are sorted by what trying again could do:
 throttling and service trouble are retried (with full-jitter backoff); a rejected request or a
-missing permission is not.
+missing permission is not. The client, the backoff and that sorting are shared with the
+embeddings, in :mod:`core.models.bedrock_runtime`.
 """
 
 from __future__ import annotations
@@ -14,57 +15,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
-import botocore.eventstream
-import botocore.exceptions
 import tenacity
-import urllib3.exceptions
-from botocore.config import Config
 from tenacity.wait import WaitBaseT
 
-from core.errors import (
-    ModelAccessDenied,
-    ModelConfigError,
-    ModelError,
-    ModelStreamInterrupted,
-    ModelThrottled,
-    ModelUnavailable,
-)
+from core.errors import ModelError, ModelStreamInterrupted, ModelUnavailable
 from core.models.base import ChatModel, ModelEvent, StreamEnd, TextDelta
+from core.models.bedrock_runtime import (
+    describe,
+    error_code,
+    full_jitter_wait,
+    map_error,
+    retrying,
+    runtime_client,
+)
 from core.prompt import Prompt
 
 logger = logging.getLogger(__name__)
-
-_THROTTLED = frozenset({"ThrottlingException", "ModelNotReadyException"})
-_UNAVAILABLE = frozenset(
-    {
-        "ServiceUnavailableException",
-        "InternalServerException",
-        "ModelTimeoutException",
-        # "An error occurred while streaming the response. Retry your request." (API reference)
-        "ModelStreamErrorException",
-    }
-)
-_CONFIG = frozenset({"ValidationException", "ResourceNotFoundException"})
-_ACCESS = frozenset({"AccessDeniedException", "UnrecognizedClientException"})
-
-# Failures below the API: no connection, a connection closed or timed out, a broken chunked
-# body. Once the stream is open botocore reads straight from urllib3, so a connection dropped
-# mid-stream surfaces as urllib3's ProtocolError rather than a botocore exception; a corrupt
-# frame surfaces as one of botocore's event-stream parser errors.
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    botocore.exceptions.ConnectionError,  # EndpointConnectionError, ConnectTimeoutError, ...
-    botocore.exceptions.HTTPClientError,  # ConnectionClosedError, ReadTimeoutError, ...
-    urllib3.exceptions.HTTPError,  # ProtocolError, ReadTimeoutError while iterating
-    botocore.eventstream.ParserError,  # checksum mismatch, truncated or oversized frame
-    ConnectionError,
-    TimeoutError,
-)
-
-
-def _default_wait() -> WaitBaseT:
-    """Full jitter: a uniform wait in [0, min(8, 0.5 * 2**(attempt-1))] seconds."""
-    return tenacity.wait_random_exponential(multiplier=0.5, max=8)
 
 
 class BedrockChatModel(ChatModel):
@@ -94,22 +60,9 @@ class BedrockChatModel(ChatModel):
         self.model_id = model_id
         self.region = region
         self.max_attempts = max_attempts
-        self._wait: WaitBaseT = retry_wait if retry_wait is not None else _default_wait()
+        self._wait: WaitBaseT = retry_wait if retry_wait is not None else full_jitter_wait()
         if client is None:
-            client = boto3.client(
-                "bedrock-runtime",
-                region_name=region,
-                config=Config(
-                    # botocore's retries are off so that tenacity alone owns the attempt count:
-                    # stacking both multiplies attempts (platform-facts). Note the key: in a
-                    # client Config, ``max_attempts`` counts *retries* (``max_attempts: 1``
-                    # means two requests); ``total_max_attempts`` counts requests.
-                    retries={"total_max_attempts": 1, "mode": "standard"},
-                    connect_timeout=5,
-                    read_timeout=60,
-                    tcp_keepalive=True,
-                ),
-            )
+            client = runtime_client(region, read_timeout=60)
         self._client: Any = client
 
     def stream(self, prompt: Prompt) -> Iterator[ModelEvent]:
@@ -145,25 +98,19 @@ class BedrockChatModel(ChatModel):
 
     def _open_with_retries(self, request: dict[str, Any]) -> _OpenStream:
         """Call ``ConverseStream`` and read up to the first text delta (or the end, for an
-        answer with no text), retrying retryable failures. A fresh :class:`tenacity.Retrying`
-        per call: its statistics are per-object state, and ``stream`` may run on many threads.
-        """
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(_is_retryable),
-            stop=tenacity.stop_after_attempt(self.max_attempts),
-            wait=self._wait,
-            reraise=True,
-            before_sleep=self._log_retry,
+        answer with no text), retrying retryable failures."""
+        attempts = retrying(
+            max_attempts=self.max_attempts, wait=self._wait, before_sleep=self._log_retry
         )
         try:
-            return retrying(self._open_once, request)
+            return attempts(self._open_once, request)
         except ModelError as exc:
             logger.warning(
                 "bedrock request failed",
                 extra={
                     "model_id": self.model_id,
-                    "attempt": retrying.statistics.get("attempt_number"),
-                    "error_code": _error_code(exc.__cause__) if exc.__cause__ else exc.cause,
+                    "attempt": attempts.statistics.get("attempt_number"),
+                    "error_code": error_code(exc.__cause__) if exc.__cause__ else exc.cause,
                     "cause": exc.cause,
                 },
             )
@@ -173,14 +120,14 @@ class BedrockChatModel(ChatModel):
         try:
             response = self._client.converse_stream(**request)
         except Exception as exc:
-            raise _map_error(exc) from exc
+            raise map_error(exc) from exc
         opened = _OpenStream(response["stream"])
         try:
             opened.read_to_first_text()
         except BaseException as exc:
             opened.close()
             if isinstance(exc, Exception) and not isinstance(exc, ModelError):
-                raise _map_error(exc) from exc
+                raise map_error(exc) from exc
             raise
         return opened
 
@@ -193,7 +140,7 @@ class BedrockChatModel(ChatModel):
                 "model_id": self.model_id,
                 "attempt": state.attempt_number,
                 "max_attempts": self.max_attempts,
-                "error_code": _error_code(cause) if cause is not None else "",
+                "error_code": error_code(cause) if cause is not None else "",
                 "wait_seconds": round(state.upcoming_sleep, 3),
             },
         )
@@ -237,7 +184,7 @@ class _OpenStream:
                 except StopIteration:
                     break
                 except Exception as exc:
-                    raise _interrupted(model_id, _error_code(exc), exc) from exc
+                    raise _interrupted(model_id, error_code(exc), exc) from exc
                 text = self._consume(event)
                 if text:
                     yield TextDelta(text)
@@ -263,71 +210,13 @@ class _OpenStream:
         return ""
 
 
-# --- error mapping -------------------------------------------------------------------------
-
-
-def _is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, ModelError) and exc.retryable
-
-
-def _error_code(exc: BaseException) -> str:
-    """The service's error code in UpperCamelCase, or the exception's class name for failures
-    below the API. In-stream exceptions arrive in lowerCamelCase (``throttlingException``): the
-    union members of ``ConverseStreamOutput`` are named that way."""
-    if isinstance(exc, botocore.exceptions.ClientError):
-        code = str(exc.response.get("Error", {}).get("Code") or "")
-        if not code:
-            # botocore knows only the in-stream exceptions in its service model; for any other
-            # it reports an empty code and message.
-            return "UnknownStreamException"
-        return code[0].upper() + code[1:]
-    return type(exc).__name__
-
-
-def _status(exc: botocore.exceptions.ClientError) -> int:
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return status if isinstance(status, int) else 0
-
-
-def _map_error(exc: Exception) -> ModelError:
-    """A :class:`ModelError` subclass that says whether trying again could help. The caller
-    raises it ``from exc``; the error code stays in the message."""
-    if isinstance(exc, ModelError):
-        return exc
-    if isinstance(exc, botocore.exceptions.ClientError):
-        code = _error_code(exc)
-        status = _status(exc)
-        detail = _describe(exc)
-        if code in _THROTTLED or (code not in _CONFIG | _ACCESS and status == 429):
-            return ModelThrottled(detail)
-        if code in _UNAVAILABLE or (
-            code not in _CONFIG | _ACCESS and status in (500, 502, 503, 504)
-        ):
-            return ModelUnavailable(detail)
-        if code in _CONFIG:
-            return ModelConfigError(detail)
-        if code in _ACCESS:
-            return ModelAccessDenied(detail)
-        return ModelError(detail)
-    if isinstance(exc, _CONNECTION_ERRORS):
-        return ModelUnavailable(_describe(exc))
-    return ModelError(_describe(exc))
-
-
-def _describe(exc: BaseException) -> str:
-    """``Code (HTTP 429): message`` for service errors, ``ClassName: text`` for the rest."""
-    if isinstance(exc, botocore.exceptions.ClientError):
-        status = _status(exc)
-        where = f"HTTP {status}" if status else "in-stream"
-        message = exc.response.get("Error", {}).get("Message") or ""
-        return f"{_error_code(exc)} ({where}): {message}".rstrip(": ")
-    return f"{type(exc).__name__}: {exc}"
+# --- errors ------------------------------------------------------------------------------
 
 
 def _interrupted(model_id: str, reason: str, exc: BaseException | None) -> ModelStreamInterrupted:
     detail = f"stream interrupted after text: {reason}"
     if exc is not None:
-        detail += f": {_describe(exc)}"
+        detail += f": {describe(exc)}"
     error = ModelStreamInterrupted(detail)
     error.reason = reason
     logger.warning(
