@@ -499,3 +499,29 @@ def test_a_resumed_teams_reply_shows_its_first_text_first() -> None:
     sink.update(ref, "Again")
     assert budget._states["teams:a:1chat"].open[sink._holder][1] is True
     assert connector.calls == [("update", "m7", "Again")]
+
+
+@pytest.mark.parametrize(
+    ("url", "unauthenticated", "allowed"),
+    [
+        ("http://127.0.0.1:5000/files/1", True, True),
+        ("http://localhost/files/1", True, True),
+        ("https://10.0.0.5/internal", True, False),  # the Emulator is on this machine
+        ("http://169.254.169.254/latest/meta-data", True, False),
+        ("https://contoso.sharepoint.com/f", True, False),
+        ("https://contoso.sharepoint.com/f", False, True),
+        ("http://contoso.sharepoint.com/f", False, False),
+    ],
+)
+def test_downloads_reach_only_what_the_mode_vouches_for(
+    url: str, unauthenticated: bool, allowed: bool
+) -> None:
+    from bots.teams.worker import TeamsWorker
+
+    worker = TeamsWorker(
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        TeamsLimits(LocalRateBudget()),
+        insecure_downloads=unauthenticated,
+    )
+    assert worker._download_allowed(url) is allowed

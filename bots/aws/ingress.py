@@ -3,12 +3,17 @@
 A thin shell in the manner of Bolt's own Lambda adapter: translate the event into an
 :class:`~bots.http.HttpRequest`, dispatch, translate the response back. The routes (with their
 Bolt app and SQS client) are built once per container, on the first request.
+
+The handler never raises: an exception would reach API Gateway as a bare 502. An event that is
+not an API Gateway request (missing keys, wrong types, bad base64) is answered 400, and anything
+unexpected 500, logged with the request id and the path.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,7 +45,9 @@ def build_routes(settings: Settings) -> Routes:
         def build_teams() -> Route:
             from bots.teams.ingress import teams_route
 
-            return teams_route(settings, queue.enqueue, allow_unauthenticated=False)
+            return teams_route(
+                settings, queue.enqueue, allow_unauthenticated=False, prewarm_keys=True
+            )
 
         routes.add("POST", "/api/messages", LazyRoute(build_teams))
     else:
@@ -49,29 +56,92 @@ def build_routes(settings: Settings) -> Routes:
     return routes
 
 
+class MalformedEvent(ValueError):
+    """The event is not an API Gateway HTTP request."""
+
+
 def handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
     global _routes
     if _routes is None:
         configure_logging()
-        _routes = build_routes(load_aws_settings())
     request_id = str(getattr(context, "aws_request_id", "") or "")
     with bind(request_id=request_id):
-        request = request_from_event(event)
-        response = _routes.dispatch(request) if request else HttpResponse.error(400, "bad event")
-        return response_to_event(response)
+        try:
+            if _routes is None:
+                _routes = build_routes(load_aws_settings())
+            try:
+                request = request_from_event(event)
+            except MalformedEvent as exc:
+                log.warning("event refused: not an API Gateway request", extra={"detail": str(exc)})
+                return response_to_event(HttpResponse.error(400, "bad event"))
+            return response_to_event(_routes.dispatch(request))
+        except Exception as exc:  # noqa: BLE001 - the last guard: API Gateway would answer 502
+            log.error(
+                "ingress failed: unexpected error",
+                extra={
+                    "path": _path_for_log(event),
+                    "error_type": type(exc).__name__,
+                    "stack": "".join(traceback.format_tb(exc.__traceback__)),
+                },
+            )
+            return response_to_event(HttpResponse.error(500, "internal error"))
 
 
-def request_from_event(event: Mapping[str, Any]) -> HttpRequest | None:
-    context = event.get("requestContext") or {}
-    method = (context.get("http") or {}).get("method") or event.get("httpMethod")
+def request_from_event(event: object) -> HttpRequest:
+    """The request an HTTP API (v2) or REST API (v1) event carries; MalformedEvent otherwise."""
+    if not isinstance(event, Mapping):
+        raise MalformedEvent("event is not an object")
+    context = _mapping(event, "requestContext")
+    method = _mapping(context, "http").get("method") or event.get("httpMethod")
     path = event.get("rawPath") or event.get("path")
-    if not method or not path:
-        return None
-    body = event.get("body") or ""
-    raw = base64.b64decode(body) if event.get("isBase64Encoded") else str(body).encode()
-    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
-    query = {str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()}
-    return HttpRequest(method=str(method), path=str(path), headers=headers, body=raw, query=query)
+    if not (isinstance(method, str) and method and isinstance(path, str) and path):
+        raise MalformedEvent("event has no method or path")
+    body = event.get("body")
+    if not isinstance(body, str | None):
+        raise MalformedEvent("body is not a string")
+    encoded = event.get("isBase64Encoded", False)
+    if not isinstance(encoded, bool):
+        raise MalformedEvent("isBase64Encoded is not a boolean")
+    try:
+        raw = base64.b64decode(body or "", validate=True) if encoded else (body or "").encode()
+    except ValueError as exc:  # binascii.Error, non-ASCII base64, a lone surrogate
+        raise MalformedEvent(f"body cannot be read: {type(exc).__name__}") from None
+    return HttpRequest(
+        method=method,
+        path=path,
+        headers={k.lower(): v for k, v in _strings(event, "headers").items()},
+        body=raw,
+        query=_strings(event, "queryStringParameters"),
+    )
+
+
+def _mapping(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = parent.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise MalformedEvent(f"{key} is not an object")
+    return value
+
+
+def _strings(parent: Mapping[str, Any], key: str) -> dict[str, str]:
+    """A map of strings (headers, query), each valid Unicode; None values are left out."""
+    pairs = {k: v for k, v in _mapping(parent, key).items() if v is not None}
+    for name, value in pairs.items():
+        if not (isinstance(name, str) and isinstance(value, str)):
+            raise MalformedEvent(f"{key} holds a value that is not a string")
+        try:
+            name.encode(), value.encode()
+        except UnicodeEncodeError:  # a lone surrogate: no HTTP request carries one
+            raise MalformedEvent(f"{key} holds text that is not Unicode") from None
+    return pairs
+
+
+def _path_for_log(event: object) -> str:
+    if not isinstance(event, Mapping):
+        return ""
+    path = event.get("rawPath") or event.get("path")
+    return path[:256] if isinstance(path, str) else ""
 
 
 def response_to_event(response: HttpResponse) -> dict[str, Any]:

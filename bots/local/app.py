@@ -114,7 +114,13 @@ def build_local_app(
     # name), nobody else may post activities.
     loopback = settings.host in ("127.0.0.1", "localhost", "::1") and not settings.allowed_hosts
     if loopback or settings.microsoft_app_id:
-        install_teams_ingress(routes, queue.enqueue, settings, allow_unauthenticated=loopback)
+        install_teams_ingress(
+            routes,
+            queue.enqueue,
+            settings,
+            allow_unauthenticated=loopback,
+            prewarm_keys=bool(settings.microsoft_app_id),  # in the background, at start
+        )
     else:
         routes.add("POST", "/api/messages", lambda _: HttpResponse.error(503, TEAMS_NEEDS_AUTH))
     install_workers(jobs, assistant, settings, knowledge, summarizer, slack=slack_ready, teams=True)

@@ -9,6 +9,11 @@
 
 A mention in a thread reaches us twice (``app_mention`` and ``message``); both map to the same
 dedupe id (team, channel, message ts), so one answer comes out.
+
+Every function here is total over JSON: a signed payload of an unexpected shape (a list where an
+object belongs, a number for a ts) yields "nothing to answer", never an exception.
+:func:`payload_problem` checks, before Bolt reads a payload, the envelope fields that Bolt and
+these functions index; Bolt itself raises on many wrong types there.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ PLATFORM = "slack"
 DM_THREAD = "dm"
 _ANSWERED_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
 _MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
+_TS = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")  # "1700000100.000100"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,30 +45,44 @@ class SlackTurn:
 
 
 def bot_user_id(body: Mapping[str, Any]) -> str:
-    authorizations = body.get("authorizations") or []
-    for authorization in authorizations:
-        if authorization.get("is_bot") and authorization.get("user_id"):
-            return str(authorization["user_id"])
+    authorizations = body.get("authorizations")
+    for authorization in authorizations if isinstance(authorizations, list) else ():
+        if not isinstance(authorization, Mapping):
+            continue
+        user = authorization.get("user_id")
+        if authorization.get("is_bot") is True and isinstance(user, str) and user:
+            return user
     return ""
 
 
 def from_event(body: Mapping[str, Any]) -> SlackTurn | None:
-    """The turn to answer for an Events API callback, or None when there is nothing to answer."""
-    event = body.get("event") or {}
+    """The turn to answer for an Events API callback, or None when there is nothing to answer
+    (including a payload of an unexpected shape)."""
+    event = body.get("event")
+    if not isinstance(event, Mapping):
+        return None
     kind = event.get("type")
     if kind not in ("app_mention", "message"):
         return None
-    if event.get("bot_id") or event.get("subtype") not in _ANSWERED_SUBTYPES:
+    subtype = event.get("subtype")
+    if event.get("bot_id") or not (subtype is None or isinstance(subtype, str)):
+        return None
+    if subtype not in _ANSWERED_SUBTYPES:
         return None
     bot = bot_user_id(body)
-    user = event.get("user")
-    channel = event.get("channel")
-    ts = event.get("ts")
-    team = body.get("team_id") or event.get("team")
-    if not (user and channel and ts and team) or user == bot:
+    user = _text(event.get("user"))
+    channel = _text(event.get("channel"))
+    ts = _text(event.get("ts"))
+    team = _text(body.get("team_id")) or _text(event.get("team"))
+    if not (user and channel and ts and team) or user == bot or not _TS.fullmatch(ts):
         return None
     thread_ts = event.get("thread_ts")
-    text = str(event.get("text") or "")
+    if thread_ts is not None and not (isinstance(thread_ts, str) and _TS.fullmatch(thread_ts)):
+        return None
+    text = event.get("text")
+    if not isinstance(text, str | None):
+        return None
+    text = text or ""
     mentioned = kind == "app_mention" or (bool(bot) and f"<@{bot}" in text)
 
     if event.get("channel_type") == "im":
@@ -76,16 +96,25 @@ def from_event(body: Mapping[str, Any]) -> SlackTurn | None:
     else:
         return None
 
+    files = event.get("files")
+    try:
+        key = ConversationKey(PLATFORM, team, channel, key_thread)
+    except ValueError:  # an id a key cannot hold ('#')
+        return None
     turn = Turn(
-        key=ConversationKey(PLATFORM, str(team), str(channel), str(key_thread)),
-        turn_id=str(ts),
+        key=key,
+        turn_id=ts,
         role=Role.USER,
-        user_id=str(user),
+        user_id=user,
         text=strip_mentions(text, bot),
         created_at=float(ts),
-        files=tuple(_file(f) for f in event.get("files") or () if f.get("id")),
+        files=tuple(
+            _file(f)
+            for f in (files if isinstance(files, list) else ())
+            if isinstance(f, Mapping) and _text(f.get("id"))
+        ),
     )
-    return SlackTurn(turn, str(channel), reply_thread, needs_history)
+    return SlackTurn(turn, channel, reply_thread, needs_history)
 
 
 def strip_mentions(text: str, bot: str) -> str:
@@ -97,11 +126,111 @@ def strip_mentions(text: str, bot: str) -> str:
 
 
 def _file(data: Mapping[str, Any]) -> FileRef:
+    """A shared file (callers check that it has an ``id``); fields of the wrong type are
+    left empty."""
+    file_id = _text(data.get("id"))
+    size = data.get("size")
     return FileRef(
-        file_id=str(data["id"]),
-        name=str(data.get("name") or data.get("title") or data["id"]),
-        mime_type=str(data.get("mimetype") or ""),
-        size=int(data.get("size") or 0),
-        url=str(data.get("url_private_download") or data.get("url_private") or ""),
-        permalink=str(data.get("permalink") or ""),
+        file_id=file_id,
+        name=_text(data.get("name")) or _text(data.get("title")) or file_id,
+        mime_type=_text(data.get("mimetype")),
+        size=size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 0,
+        url=_text(data.get("url_private_download")) or _text(data.get("url_private")),
+        permalink=_text(data.get("permalink")),
     )
+
+
+def _text(value: object) -> str:
+    """``value`` if it is a string, else empty: a field of the wrong type counts as absent."""
+    return value if isinstance(value, str) else ""
+
+
+def is_slack_ts(value: object) -> bool:
+    return isinstance(value, str) and _TS.fullmatch(value) is not None
+
+
+# --- the envelope Bolt reads ---------------------------------------------------------------
+
+# Bolt's request parsing, context building and listener matching index these keys at any level
+# they find them (``body.team.id``, ``body.authorizations[0].team_id``, ``body.event.channel``,
+# ``body.message.user`` ...), and raise on a wrong type. So do the listeners, which build
+# conversation keys (no '#') from ids and ts.
+_EITHER_KEYS = frozenset({"team", "enterprise", "user", "channel"})  # an id, an object or null
+_OBJECT_KEYS = frozenset(  # an object when present: Bolt reads ``body.get("event", {}).get(..)``
+    {
+        "event",
+        "view",
+        "message",
+        "previous_message",
+        "item",
+        "assistant_thread",
+        "function_data",
+        "container",
+        "file",
+        "function",
+        "tokens",
+        "context",
+    }
+)
+_OBJECT_LIST_KEYS = frozenset({"authorizations", "actions", "response_urls", "files"})
+_NULLABLE_KEYS = _EITHER_KEYS | frozenset({"authorizations", "files"})
+_ID_KEYS = frozenset(
+    {"id", "team_id", "user_id", "channel_id", "enterprise_id", "app_installed_team_id"}
+)
+_STRING_KEYS = _ID_KEYS | frozenset(
+    {
+        "type",
+        "subtype",
+        "command",
+        "callback_id",
+        "action_id",
+        "block_id",
+        "trigger_id",
+        "api_app_id",
+        "event_id",
+        "response_url",
+        "channel_type",
+        "bot_id",
+        "file_id",
+        "user_team",
+        "function_execution_id",
+        "bot_access_token",
+        "ssl_check",
+    }
+)
+_TS_KEYS = frozenset({"ts", "thread_ts", "event_ts"})
+
+
+def payload_problem(body: object) -> str | None:
+    """What makes ``body`` (a parsed Slack request) unsafe to hand to Bolt, or None. Real Slack
+    payloads always pass; a validly signed one that does not is acknowledged and dropped."""
+    if not isinstance(body, dict):
+        return "payload is not an object"
+    pending: list[tuple[str, Mapping[str, Any]]] = [("", body)]
+    while pending:
+        where, obj = pending.pop()
+        for key, value in obj.items():
+            path = f"{where}.{key}" if where else str(key)
+            if value is None:
+                if (key in _OBJECT_KEYS or key in _OBJECT_LIST_KEYS) and key not in _NULLABLE_KEYS:
+                    return f"{path} is null"
+                continue
+            if key in _STRING_KEYS and not isinstance(value, str):
+                return f"{path} is not a string"
+            if (key in _ID_KEYS or key in _EITHER_KEYS) and isinstance(value, str) and "#" in value:
+                return f"{path} is not an id"
+            if key in _TS_KEYS and not is_slack_ts(value):
+                return f"{path} is not a Slack ts"
+            if key in _EITHER_KEYS and not isinstance(value, str | dict):
+                return f"{path} is neither an id nor an object"
+            if key in _OBJECT_KEYS and not isinstance(value, dict):
+                return f"{path} is not an object"
+            if key in _OBJECT_LIST_KEYS and not (
+                isinstance(value, list) and all(isinstance(item, dict) for item in value)
+            ):
+                return f"{path} is not a list of objects"
+            if isinstance(value, dict) and (key in _EITHER_KEYS or key in _OBJECT_KEYS):
+                pending.append((path, value))
+            elif key in _OBJECT_LIST_KEYS:
+                pending.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+    return None

@@ -5,26 +5,32 @@ interactivity). Its listeners only translate and enqueue; answers happen in the 
 built so that no request waits on a network call: authorization returns the configured bot token
 without Bolt's ``auth.test`` round trip (it would land inside the first ack of every cold start),
 and bot and self messages are filtered in :mod:`bots.slack.events` from the payload itself.
+
+Every request gets a status chosen on purpose: 401 for anything not validly signed (whatever its
+headers hold), 400 for a signed body that is not JSON or a form (with ``X-Slack-No-Retry``), and
+200 with no work for a signed payload of an unexpected shape, or one no listener handles: any
+other answer only brings Slack's retries. A 5xx means the enqueue itself failed, and then
+Slack's retry is wanted.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
+import hmac
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qsl
 
 from slack_bolt import Ack, App, BoltRequest
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
-from slack_sdk.signature import SignatureVerifier
 
-from bots.http import HttpRequest, HttpResponse, Route
-from bots.slack.events import from_event
+from bots.http import HttpRequest, HttpResponse, MalformedJson, Route, parse_json
+from bots.slack.events import from_event, is_slack_ts, payload_problem
 from bots.slack.files import file_removal, shared_files
 from core.config import Settings
 from core.jobs import Job, turn_to_payload
@@ -36,6 +42,10 @@ SLACK_FILE = "slack.file"
 SLACK_FILE_REMOVED = "slack.file_removed"
 SLACK_SUMMARIZE = "slack.summarize"
 SUMMARIZING = "Summarizing… it will appear {where} in a moment."
+SIGNATURE_MAX_AGE_SECONDS = 5 * 60  # Slack's own rule: older requests may be replays
+NO_RETRY = {"X-Slack-No-Retry": "1"}  # Slack sends the same request again on any non-2xx
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 
 
 def build_bolt_app(settings: Settings, enqueue: Callable[[Job], None]) -> App:
@@ -62,7 +72,7 @@ def build_bolt_app(settings: Settings, enqueue: Callable[[Job], None]) -> App:
         # Files first: in the same conversation group, so a question asked with the file is
         # answered after the file is read.
         for shared in shared_files(body):
-            payload = {
+            payload: dict[str, Any] = {
                 "file": asdict(shared.file),
                 "key": [
                     shared.key.platform,
@@ -110,45 +120,32 @@ def build_bolt_app(settings: Settings, enqueue: Callable[[Job], None]) -> App:
 
     def on_summarize_command(body: dict[str, Any], ack: Ack) -> None:
         # Parsing is pure and fast: a bad argument is answered in the ack itself.
-        from bots.slack.summaries import ArgumentError, ThreadRef, parse_summarize_args
+        from bots.slack.summary_args import ThreadRef, parse_summarize_args
+        from core.summary_request import ArgumentError
 
-        target = parse_summarize_args(str(body.get("text") or ""), now=time.time())
+        request = command_summary_request(body)
+        if request is None:
+            log.warning("summarize command without channel, team, user or trigger_id ignored")
+            ack()
+            return
+        target = parse_summarize_args(_string(body.get("text")), now=time.time())
         if isinstance(target, ArgumentError):
             ack(response_type="ephemeral", text=target.message)
             return
-        channel, team = str(body["channel_id"]), str(body["team_id"])
         where = "in that thread" if isinstance(target, ThreadRef) else "in this channel"
         ack(response_type="ephemeral", text=SUMMARIZING.format(where=where))
-        request = SummaryJobRequest(
-            team=team,
-            channel=channel,
-            channel_name=str(body.get("channel_name") or ""),
-            user=str(body["user_id"]),
-            request_id=str(body["trigger_id"]),
-            response_url=str(body.get("response_url") or ""),
-        )
         enqueue(summary_job(request, target))
 
     def on_summarize_shortcut(body: dict[str, Any], ack: Ack) -> None:
-        from bots.slack.summaries import ThreadRef
+        from bots.slack.summary_args import ThreadRef
 
         ack()
-        message = body.get("message") or {}
-        channel = str((body.get("channel") or {}).get("id") or "")
-        root = str(message.get("thread_ts") or message.get("ts") or "")
-        team = str((body.get("team") or {}).get("id") or body.get("team_id") or "")
-        if not (channel and root and team):
-            log.warning("summarize shortcut without channel, message or team")
+        found = shortcut_summary_request(body)
+        if found is None:
+            log.warning("summarize shortcut without channel, message, team or trigger_id ignored")
             return
-        request = SummaryJobRequest(
-            team=team,
-            channel=channel,
-            channel_name=str((body.get("channel") or {}).get("name") or ""),
-            user=str((body.get("user") or {}).get("id") or ""),
-            request_id=str(body["trigger_id"]),
-            response_url=str(body.get("response_url") or ""),
-        )
-        enqueue(summary_job(request, ThreadRef(channel, root)))
+        request, root = found
+        enqueue(summary_job(request, ThreadRef(request.channel, root)))
 
     app.event("app_mention")(on_message_event)
     app.event("message")(on_message_event)
@@ -162,41 +159,145 @@ def build_bolt_app(settings: Settings, enqueue: Callable[[Job], None]) -> App:
 
 def slack_route(app: App, signing_secret: str) -> Route:
     """The HTTP face of the Bolt app, shared by the local host and API Gateway."""
-    verifier = SignatureVerifier(signing_secret)
+    secret = signing_secret.encode("utf-8")
 
     def route(request: HttpRequest) -> HttpResponse:
-        if not verifier.is_valid_request(request.body, dict(request.headers)):
+        if not signature_is_valid(secret, request, now=time.time()):
             log.warning("slack request rejected: bad signature or stale timestamp")
             return HttpResponse.error(401, "invalid signature")
+        content_type = request.header("content-type")
         try:
             text = request.body.decode("utf-8")
-            _check_body(text, request.header("content-type"))
-        except (UnicodeDecodeError, ValueError) as exc:
+            payload = parse_body(text, content_type)
+        except (UnicodeDecodeError, MalformedJson) as exc:
             log.warning("slack request rejected: malformed body", extra={"detail": str(exc)})
-            return HttpResponse.error(400, "malformed body")
+            return HttpResponse.json(400, {"error": "malformed body"}, NO_RETRY)
+        problem = payload_problem(payload) or _form_problem(payload, content_type, text)
+        if problem is not None:
+            # Signed, so Slack (or someone holding the secret) sent it: an answer other than
+            # 2xx would only be retried. Logged by kind, never with its text.
+            log.warning(
+                "slack payload of an unexpected shape acknowledged and ignored",
+                extra={"problem": problem, **payload_kind(payload)},
+            )
+            return HttpResponse(200, b"", NO_RETRY)
         bolt_request = BoltRequest(
             body=text,
             query=dict(request.query),
             headers={k: [v] for k, v in request.headers.items()},
         )
         response = app.dispatch(bolt_request)
+        if response.status == 404:  # Bolt's "unhandled request": nothing here listens for it
+            log.warning("slack request not handled: acknowledged", extra=payload_kind(payload))
+            return HttpResponse(200, b"", NO_RETRY)
         headers = {k: v for k, v in response.first_headers_without_set_cookie().items()}
         return HttpResponse(response.status, (response.body or "").encode(), headers)
 
     return route
 
 
-def _check_body(text: str, content_type: str) -> None:
-    """Slack sends JSON (events) or a form (commands, or ``payload=`` JSON for interactivity)."""
-    if content_type.startswith("application/json") or text.lstrip().startswith("{"):
-        if not isinstance(json.loads(text), dict):
-            raise ValueError("JSON body is not an object")
-        return
-    form = parse_qs(text, strict_parsing=bool(text))
-    if "payload" in form and not isinstance(json.loads(form["payload"][0]), dict):
-        raise ValueError("payload is not a JSON object")
-    if "payload" not in form and "command" not in form and "ssl_check" not in form:
-        raise ValueError("form body has neither a command nor a payload")
+def signature_is_valid(secret: bytes, request: HttpRequest, *, now: float) -> bool:
+    """Slack's v0 signature over the raw body, within five minutes of ``now``. Headers of any
+    shape (absent, not a number, not ASCII, huge) are simply not valid: slack_sdk's verifier
+    raises on several of them."""
+    timestamp = request.header("x-slack-request-timestamp")
+    signature = request.header("x-slack-signature")
+    if not (_TIMESTAMP.fullmatch(timestamp) and _SIGNATURE.fullmatch(signature)):
+        return False
+    if abs(now - int(timestamp)) > SIGNATURE_MAX_AGE_SECONDS:
+        return False
+    base = b"v0:" + timestamp.encode("ascii") + b":" + request.body
+    expected = "v0=" + hmac.new(secret, base, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, signature)
+
+
+def parse_body(text: str, content_type: str) -> object:
+    """The payload exactly as Bolt will read it (JSON for events, a form for commands, or a
+    form's ``payload=`` JSON for interactivity), with JSON bounded (MalformedJson)."""
+    media_type = content_type.split(";", 1)[0]  # as Bolt reads it: no strip, no case
+    if media_type == "application/json" or text.startswith("{"):
+        return parse_json(text)
+    if not text:
+        return {}
+    form = dict(parse_qsl(text, keep_blank_values=True))
+    if "payload" in text:
+        return parse_json(form["payload"]) if "payload" in form else {}
+    return form
+
+
+def _form_problem(payload: object, content_type: str, text: str) -> str | None:
+    """A form that is neither a command, an interactivity payload nor Slack's SSL check."""
+    media_type = content_type.split(";", 1)[0]  # as Bolt reads it: no strip, no case
+    if media_type == "application/json" or text.startswith("{") or "payload" in text:
+        return None
+    assert isinstance(payload, dict)  # payload_problem has refused anything else
+    if payload and not {"command", "ssl_check"} & payload.keys():
+        return "form body has neither a command nor a payload"
+    return None
+
+
+def payload_kind(payload: object) -> dict[str, str]:
+    """What a payload is, for a log line (never its text): its type, and its event's type."""
+    if not isinstance(payload, dict):
+        return {"payload_type": type(payload).__name__}
+    event = payload.get("event")
+    kind = {
+        "payload_type": _string(payload.get("type")) or ("command" if "command" in payload else ""),
+        "event_type": _string(event.get("type")) if isinstance(event, dict) else "",
+    }
+    return {k: v[:64] for k, v in kind.items() if v}
+
+
+def command_summary_request(body: Mapping[str, Any]) -> SummaryJobRequest | None:
+    """Who asked ``/summarize`` and where; None when the form lacks what an answer needs."""
+    channel, team = _string(body.get("channel_id")), _string(body.get("team_id"))
+    user, trigger = _string(body.get("user_id")), _string(body.get("trigger_id"))
+    if not (channel and team and user and trigger):
+        return None
+    return SummaryJobRequest(
+        team=team,
+        channel=channel,
+        channel_name=_string(body.get("channel_name")),
+        user=user,
+        request_id=trigger,
+        response_url=_string(body.get("response_url")),
+    )
+
+
+def shortcut_summary_request(body: Mapping[str, Any]) -> tuple[SummaryJobRequest, str] | None:
+    """The summary a "Summarize thread" shortcut asks for, and the thread's root ts; None when
+    the payload lacks what an answer needs."""
+    message = body.get("message")
+    message = message if isinstance(message, Mapping) else {}
+    root = message.get("thread_ts") or message.get("ts")
+    channel = _id_of(body.get("channel"))
+    team = _id_of(body.get("team")) or _string(body.get("team_id"))
+    trigger = _string(body.get("trigger_id"))
+    if not (channel and team and trigger and is_slack_ts(root)):
+        return None
+    channel_object = body.get("channel")
+    request = SummaryJobRequest(
+        team=team,
+        channel=channel,
+        channel_name=_string(channel_object.get("name"))
+        if isinstance(channel_object, Mapping)
+        else "",
+        user=_id_of(body.get("user")),
+        request_id=trigger,
+        response_url=_string(body.get("response_url")),
+    )
+    return request, str(root)
+
+
+def _string(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _id_of(value: object) -> str:
+    """An id given as itself (``"C1"``) or as an object (``{"id": "C1", ...}``)."""
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    return _string(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +313,8 @@ class SummaryJobRequest:
 
 
 def summary_job(request: SummaryJobRequest, target: object) -> Job:
-    """A summary request for the worker; ``target`` is one of bots.slack.summaries' targets."""
+    """A summary request for the worker; ``target`` is a ``SlackSummaryTarget``
+    (:mod:`bots.slack.summary_args`)."""
     payload = {
         **asdict(request),
         "target_type": type(target).__name__,

@@ -13,24 +13,39 @@
 The mention is removed before the question reaches the model. botbuilder's
 ``TurnContext.remove_recipient_mention`` is not used for that: it deletes the bot's *name*
 wherever it occurs in the message ("<at>Chatbot</at> how do I install Chatbot?" loses its last
-word) and raises ``KeyError`` on a mention entity without ``mentioned``. Instead the mentions are
-read with ``TurnContext.get_mentions`` and exactly their markup (the entity's ``text``, or
-``<at>Name</at>``) is removed.
+word) and raises ``KeyError`` on a mention entity without ``mentioned``. Instead the mention
+entities are read here and exactly their markup (the entity's ``text``, or ``<at>Name</at>``) is
+removed.
+
+msrest's deserializer keeps whatever JSON arrived in free-form fields (``channelData``, a
+conversation's ``tenantId``, entity properties) and empty items in lists (it turns a number or a
+list where a string belongs into its repr: the ingress checks those fields first), so
+:func:`from_activity` checks the types of every field it reads and refuses the activity
+(ValueError) when one is wrong.
+
+In unauthenticated local mode nothing vouches for an activity's URLs, so the ingress passes
+``download_allowed`` (loopback only, :func:`is_loopback_url`): a file whose download URL fails it
+keeps no URL, and the worker answers that it cannot read it.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from botbuilder.core import TurnContext
-from botbuilder.schema import Activity, ActivityTypes, ConversationReference
+from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, ConversationReference
 
 from core.domain import ConversationKey, FileRef, Role, Turn
+
+log = logging.getLogger(__name__)
 
 PLATFORM = "teams"
 NO_TENANT = "no-tenant"  # the Emulator and unauthenticated local use send no tenant
@@ -103,8 +118,15 @@ def ignore(reason: str) -> TeamsEvent:
     return TeamsEvent(Action.IGNORE, reason=reason)
 
 
-def from_activity(activity: Activity) -> TeamsEvent:
-    """The event for one incoming activity (already authenticated)."""
+def from_activity(
+    activity: Activity, *, download_allowed: Callable[[str], bool] | None = None
+) -> TeamsEvent:
+    """The event for one incoming activity (already authenticated); ValueError for an activity
+    whose fields have the wrong types. ``download_allowed``: which file download URLs may be
+    kept (None: any; the worker checks them again)."""
+    problem = shape_problem(activity)
+    if problem is not None:
+        raise ValueError(problem)
     conversation = activity.conversation
     bot = activity.recipient
     if conversation is None or not conversation.id or bot is None or not bot.id:
@@ -137,7 +159,7 @@ def from_activity(activity: Activity) -> TeamsEvent:
         user_name=str(sender.name or ""),
         text=text,
         created_at=activity.timestamp.timestamp() if activity.timestamp else time.time(),
-        files=uploaded_files(activity),
+        files=uploaded_files(activity, download_allowed),
     )
     action = Action.SUMMARIZE if _SUMMARIZE.match(text) else Action.ANSWER
     return TeamsEvent(
@@ -211,7 +233,9 @@ def split_conversation_id(conversation_id: str) -> tuple[str, str | None]:
 def _bot_mentions(activity: Activity) -> list[dict[str, Any]]:
     """The properties (``mentioned``, ``text``) of each mention entity that names the bot."""
     found = []
-    for entity in TurnContext.get_mentions(activity):
+    for entity in activity.entities or ():
+        if not (isinstance(entity.type, str) and entity.type.lower() == "mention"):
+            continue
         props = entity.additional_properties or {}
         mentioned = props.get("mentioned")
         if isinstance(mentioned, Mapping) and mentioned.get("id") == activity.recipient.id:
@@ -243,9 +267,12 @@ def normalize(text: str) -> str:
 FILE_DOWNLOAD_INFO = "application/vnd.microsoft.teams.file.download.info"
 
 
-def uploaded_files(activity: Activity) -> tuple[FileRef, ...]:
+def uploaded_files(
+    activity: Activity, download_allowed: Callable[[str], bool] | None = None
+) -> tuple[FileRef, ...]:
     """Files a person uploaded in a personal chat: Teams sends each as an attachment carrying a
-    short-lived, pre-authorised ``downloadUrl`` (no bot credentials are sent to fetch it)."""
+    short-lived, pre-authorised ``downloadUrl`` (no bot credentials are sent to fetch it). A URL
+    ``download_allowed`` refuses is dropped, so that the worker says it cannot read the file."""
     files = []
     for attachment in activity.attachments or ():
         if attachment.content_type != FILE_DOWNLOAD_INFO or not isinstance(
@@ -253,17 +280,99 @@ def uploaded_files(activity: Activity) -> tuple[FileRef, ...]:
         ):
             continue
         content = attachment.content
-        url = str(content.get("downloadUrl") or "")
+        url = _text(content.get("downloadUrl"))
         if not url:
             continue
-        name = str(attachment.name or content.get("uniqueId") or "file")
-        file_type = str(content.get("fileType") or "")
+        if download_allowed is not None and not download_allowed(url):
+            log.warning("file download URL refused: not loopback in unauthenticated mode")
+            url = ""
+        name = _text(attachment.name) or _text(content.get("uniqueId")) or "file"
+        file_type = _text(content.get("fileType"))
         files.append(
             FileRef(
-                file_id=str(content.get("uniqueId") or name),
+                file_id=_text(content.get("uniqueId")) or name,
                 name=name if "." in name or not file_type else f"{name}.{file_type}",
                 url=url,
-                permalink=str(attachment.content_url or ""),
+                permalink=_text(attachment.content_url),
             )
         )
     return tuple(files)
+
+
+def is_loopback_url(url: object) -> bool:
+    """An http(s) URL to this machine (127.0.0.0/8, ::1, ``localhost``): what the Bot Framework
+    Emulator uses, and all that unauthenticated mode may reach."""
+    if not isinstance(url, str) or not url.isascii() or any(c.isspace() for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError:
+        return False
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or parts.username is not None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _text(value: object) -> str:
+    """``value`` if it is a string, else empty: a field of the wrong type counts as absent."""
+    return value if isinstance(value, str) else ""
+
+
+_OPTIONAL_TEXT = (str, type(None))
+
+
+def shape_problem(activity: Activity) -> str | None:
+    """Which field :func:`from_activity` reads has the wrong type, or None."""
+    checks: list[tuple[str, object, tuple[type, ...]]] = [
+        ("id", activity.id, _OPTIONAL_TEXT),
+        ("type", activity.type, _OPTIONAL_TEXT),
+        ("text", activity.text, _OPTIONAL_TEXT),
+        ("channelId", activity.channel_id, _OPTIONAL_TEXT),
+        ("serviceUrl", activity.service_url, _OPTIONAL_TEXT),
+        ("entities", activity.entities, (list, type(None))),
+        ("attachments", activity.attachments, (list, type(None))),
+        ("membersAdded", activity.members_added, (list, type(None))),
+    ]
+    for role, account in (("from", activity.from_property), ("recipient", activity.recipient)):
+        if account is not None:
+            checks += [(f"{role}.id", account.id, _OPTIONAL_TEXT)]
+            checks += [(f"{role}.name", account.name, _OPTIONAL_TEXT)]
+    conversation = activity.conversation
+    if conversation is not None:
+        extra = conversation.additional_properties or {}
+        checks += [
+            ("conversation.id", conversation.id, _OPTIONAL_TEXT),
+            ("conversation.conversationType", conversation.conversation_type, _OPTIONAL_TEXT),
+            ("conversation.tenantId", conversation.tenant_id, _OPTIONAL_TEXT),
+            ("conversation.tenantId", extra.get("tenantId"), _OPTIONAL_TEXT),
+        ]
+    if isinstance(activity.channel_data, Mapping):
+        tenant = activity.channel_data.get("tenant")
+        checks += [("channelData.tenant", tenant, (Mapping, type(None)))]
+        if isinstance(tenant, Mapping):
+            checks += [("channelData.tenant.id", tenant.get("id"), _OPTIONAL_TEXT)]
+    for name, value, types in checks:
+        if not isinstance(value, types):
+            return f"activity {name} is a {type(value).__name__}"
+    for name, items, kind in (
+        ("entities", activity.entities, object),
+        ("attachments", activity.attachments, object),
+        ("membersAdded", activity.members_added, ChannelAccount),
+    ):
+        if any(item is None or not isinstance(item, kind) for item in items or ()):
+            return f"activity {name} holds an empty or wrong item"
+    for member in activity.members_added or ():
+        if not isinstance(member.id, _OPTIONAL_TEXT):
+            return "activity membersAdded holds an id that is no string"
+    for attachment in activity.attachments or ():
+        for field_name in ("content_type", "name", "content_url"):
+            if not isinstance(getattr(attachment, field_name, None), _OPTIONAL_TEXT):
+                return f"activity attachment {field_name} is not a string"
+    return None

@@ -15,7 +15,7 @@ from botbuilder.schema import Activity, ActivityTypes
 from bots.downloads import fetch
 from bots.teams.auth import bot_identity
 from bots.teams.connector import TeamsConnector
-from bots.teams.events import ReplyTarget
+from bots.teams.events import ReplyTarget, is_loopback_url
 from bots.teams.ingress import TEAMS_FILE, TEAMS_MESSAGE, TEAMS_SUMMARIZE, TEAMS_WELCOME
 from bots.teams.sink import TeamsLimits, TeamsReplySink
 from core.assistant import Assistant
@@ -106,10 +106,12 @@ class TeamsWorker:
         self._insecure_downloads = insecure_downloads
 
     def _download_allowed(self, url: str) -> bool:
-        """Teams' pre-authorised download links are https; plain http only in the
-        unauthenticated local mode (the Emulator, local tests)."""
-        scheme = urlsplit(url).scheme
-        return scheme == "https" or (self._insecure_downloads and scheme == "http")
+        """Teams' pre-authorised download links are https. In the unauthenticated local mode
+        (the Emulator, local tests) nothing vouches for a link, so only this machine may be
+        reached, redirects included: never a URL an unauthenticated request names elsewhere."""
+        if self._insecure_downloads:
+            return is_loopback_url(url)
+        return urlsplit(url).scheme == "https"
 
     def handle_message(self, job: Job) -> None:
         self._assistant.answer(turn_from_payload(job.payload["turn"]), self._sink(job))
