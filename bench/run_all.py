@@ -20,6 +20,7 @@ BENCHMARKS: list[str] = [
     "bench.retrieval",
     "bench.summarize",
     "bench.peak",
+    "bench.cost",
 ]
 
 

@@ -31,6 +31,7 @@ BOT_ID_PLACEHOLDER = "{{MICROSOFT_APP_ID}}"
 ICON_SIZES = {"color": 192, "outline": 32}
 BOT_SCOPES = ("personal", "team", "groupChat")
 SUMMARIZE_COMMAND = "summarize"
+FORGET_COMMAND = "forget me"  # personal chat only: the answer says what was erased
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -238,6 +239,8 @@ def _bot_problems(bots: object) -> list[str]:
         }
         if SUMMARIZE_COMMAND not in titles:
             problems.append(f"bots[0].commandLists has no {SUMMARIZE_COMMAND!r} for {scope}")
+        if scope == "personal" and FORGET_COMMAND not in titles:
+            problems.append(f"bots[0].commandLists has no {FORGET_COMMAND!r} for {scope}")
     return problems
 
 

@@ -13,19 +13,23 @@ except a bug in an adapter's sink.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
 from core.config import Settings
 from core.domain import ConversationKey, Passage, Reply, Role, Turn
+from core.erasure import Forgotten
 from core.errors import StoreError, TurnAlreadyStored
 from core.history.base import HistoryStore
 from core.models.base import ChatModel, InferenceSettings
 from core.observability import bind
 from core.pacer import ReplyPacer, ReplySink
 from core.prompt import build_prompt
+from core.quota.base import QuotaReached, QuotaStore
 from core.text import clean_text, estimate_tokens
+from core.usage import AnswerUsage, ModelMeter, ReplyStats, UsageObserver, report
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +64,12 @@ class Assistant:
         model: ChatModel,
         retriever: Retriever | None = None,
         on_reply: Callable[[Turn, Reply], None] | None = None,
+        quota: QuotaStore | None = None,
+        usage_observer: UsageObserver | None = None,
     ) -> None:
         self._on_reply = on_reply
+        self._quota = quota
+        self._usage_observer = usage_observer
         self._settings = settings
         self._history = history
         self._model = model
@@ -89,6 +97,7 @@ class Assistant:
             return reply
 
     def _answer(self, turn: Turn, sink: ReplySink) -> Reply:
+        started = time.monotonic()
         pacer = self.pacer(sink)
         text = clean_text(turn.text)
         if not text:
@@ -99,6 +108,11 @@ class Assistant:
             log.info("question over budget", extra={"cause": "input_rejected", "tokens": tokens})
             message = TOO_LONG.format(tokens=tokens, limit=self._settings.max_question_tokens)
             return pacer.deliver_message(message, error="input_rejected")
+
+        reached = self._admit(turn)
+        if reached is not None:
+            log.info("quota reached", extra={"cause": "quota_exceeded", "quota": reached.unit})
+            return pacer.deliver_message(reached.message, error="quota_exceeded")
 
         question = replace(turn, text=text, role=Role.USER)
         history = self._load_history(question.key)
@@ -114,6 +128,8 @@ class Assistant:
             token_budget=self._settings.context_token_budget,
             inference=self._inference,
             notes=notes,
+            # As many turns as may be loaded: the oldest ones slide out of the next prompt.
+            history_truncated=len(history) >= self._settings.history_max_turns,
         )
         log.info(
             "answering",
@@ -125,21 +141,32 @@ class Assistant:
             },
         )
         sources = tuple(p.source for p in prompt.passages)
+        meter = ModelMeter(started=started)
+        stats = ReplyStats()
         reply = pacer.deliver(
-            self._model.stream(prompt),
+            meter.wrap(self._model.stream(prompt)),
             sources=sources,
             resume=self._unfinished_reply(question),
             on_message=lambda message_id: self._history.remember_reply(question, message_id),
+            stats=stats,
         )
+        finished = time.monotonic()
         self._record(question, reply)
-        log.info(
-            "answered",
-            extra={
-                "complete": reply.complete,
-                "cause": reply.error or "ok",
-                "chars": len(reply.text),
-            },
+        self._charge_tokens(question, meter.tokens.total_input + meter.tokens.output)
+        usage = AnswerUsage(
+            kind="answer",
+            model_id=self._model.model_id or self._model.name,
+            tokens=meter.tokens,
+            model_calls=meter.calls,
+            time_to_first_token=meter.time_to_first_token(),
+            time_to_final=finished - started,
+            delivery=stats,
+            complete=reply.complete,
+            cause=reply.error or "ok",
+            stop_reason=meter.stop_reason,
         )
+        # The one line per answer that says what it cost (no text: sizes, ids and times).
+        report(usage, self._usage_observer, message="answered", extra={"chars": len(reply.text)})
         return reply
 
     def conversation(self, key: ConversationKey, limit: int) -> Sequence[Turn]:
@@ -156,6 +183,21 @@ class Assistant:
             )
             return False
 
+    def forget(self, platform: str, workspace: str, user_id: str) -> Forgotten:
+        """Erase what is stored about one person in one workspace, on their request: their
+        turns and the answers to them (with reply records), and their quota counters. Every
+        adapter's "forget me" command calls this, in a worker. Raises StoreError when a store
+        failed (what was erased before stays erased; asking again finishes the job)."""
+        records = self._history.delete_user_data(platform, workspace, user_id)
+        counters = 0
+        if self._quota is not None:
+            counters = self._quota.erase_user(platform, workspace, user_id)
+        log.info(
+            "erased a person's data on request",
+            extra={"platform": platform, "records": records, "counters": counters},
+        )
+        return Forgotten(records=records, counters=counters)
+
     def notify(self, sink: ReplySink, text: str, *, error: str = "") -> Reply:
         """Post a one-off message (a notice or an error) through the same pacing rules."""
         return self.pacer(sink).deliver_message(text, error=error)
@@ -169,6 +211,31 @@ class Assistant:
             # Answering without context beats not answering; the log line says why.
             log.warning("history unavailable; answering without it", extra={"cause": exc.cause})
             return ()
+
+    def _admit(self, turn: Turn) -> QuotaReached | None:
+        """Count the question against the daily quotas; the limit it hit, if any. A quota store
+        that fails lets the question through: quotas guard cost, not the service."""
+        if self._quota is None:
+            return None
+        key = turn.key
+        try:
+            return self._quota.admit(key.platform, key.workspace, turn.user_id)
+        except StoreError as exc:
+            log.warning("quota unavailable; answering uncounted", extra={"cause": exc.cause})
+        except Exception:  # a guard, like retrieval an extra: its bug must not stop answers
+            log.exception("quota check raised unexpectedly; answering uncounted")
+        return None
+
+    def _charge_tokens(self, question: Turn, tokens: int) -> None:
+        if self._quota is None or tokens <= 0:
+            return
+        key = question.key
+        try:
+            self._quota.add_tokens(key.platform, key.workspace, question.user_id, tokens)
+        except StoreError as exc:
+            log.warning("could not count the answer's tokens", extra={"cause": exc.cause})
+        except Exception:
+            log.exception("counting the answer's tokens raised unexpectedly")
 
     def _retrieve(self, key: ConversationKey, query: str) -> Sequence[Passage]:
         if self._retriever is None:

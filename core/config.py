@@ -53,6 +53,8 @@ class Settings:
     # Prompt budget, in (estimated) tokens.
     context_token_budget: int = 12000
     max_question_tokens: int = 6000
+    # Bedrock prompt caching: "auto" (models known to support it), "on" or "off".
+    prompt_cache: str = "auto"
     # Summaries.
     summary_model_id: str = ""  # empty: BEDROCK_MODEL_ID
     summary_concurrency: int = 4
@@ -67,6 +69,12 @@ class Settings:
     slack_edits_per_minute: int = 50
     final_wait_seconds: float = 150.0
     budget_table: str = ""  # empty: rate budgets are counted in each process
+    # Daily quotas (0: no limit), counted in SQLite or in DynamoDB as CHATBOT_STORE says.
+    quota_questions_per_user: int = 0
+    quota_questions_per_workspace: int = 0
+    quota_tokens_per_user: int = 0
+    quota_tokens_per_workspace: int = 0
+    quota_table: str = "chatbot-quota"
     # Shared files.
     max_file_mb: int = 25
     files_bucket: str = ""
@@ -119,6 +127,10 @@ class Settings:
             raise ConfigError("CHATBOT_MODEL_MAX_ATTEMPTS must be at least 1")
         if self.edit_interval_seconds <= 0:
             raise ConfigError("CHATBOT_EDIT_INTERVAL_SECONDS must be positive")
+        if self.prompt_cache not in ("auto", "on", "off"):
+            raise ConfigError(
+                f"CHATBOT_PROMPT_CACHE must be 'auto', 'on' or 'off', not {self.prompt_cache!r}"
+            )
         if self.context_token_budget < 500:
             raise ConfigError("CHATBOT_CONTEXT_TOKEN_BUDGET must be at least 500")
         if self.summary_concurrency < 1:
@@ -131,6 +143,9 @@ class Settings:
             raise ConfigError("CHATBOT_SLACK_EDITS_PER_MINUTE must be at least 1")
         if self.final_wait_seconds < 0:
             raise ConfigError("CHATBOT_FINAL_WAIT_SECONDS must not be negative")
+        for name in _QUOTAS:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{_ENV[name]} must not be negative (0 means no limit)")
         if self.local_workers < 1:
             raise ConfigError("CHATBOT_LOCAL_WORKERS must be at least 1")
         for name in self.allowed_hosts:
@@ -170,6 +185,7 @@ _ENV: dict[str, str] = {
     "system_prompt": "CHATBOT_SYSTEM_PROMPT",
     "context_token_budget": "CHATBOT_CONTEXT_TOKEN_BUDGET",
     "max_question_tokens": "CHATBOT_MAX_QUESTION_TOKENS",
+    "prompt_cache": "CHATBOT_PROMPT_CACHE",
     "summary_model_id": "CHATBOT_SUMMARY_MODEL_ID",
     "summary_concurrency": "CHATBOT_SUMMARY_CONCURRENCY",
     "summary_part_tokens": "CHATBOT_SUMMARY_PART_TOKENS",
@@ -181,6 +197,11 @@ _ENV: dict[str, str] = {
     "slack_edits_per_minute": "CHATBOT_SLACK_EDITS_PER_MINUTE",
     "final_wait_seconds": "CHATBOT_FINAL_WAIT_SECONDS",
     "budget_table": "CHATBOT_BUDGET_TABLE",
+    "quota_questions_per_user": "CHATBOT_QUOTA_QUESTIONS_PER_USER",
+    "quota_questions_per_workspace": "CHATBOT_QUOTA_QUESTIONS_PER_WORKSPACE",
+    "quota_tokens_per_user": "CHATBOT_QUOTA_TOKENS_PER_USER",
+    "quota_tokens_per_workspace": "CHATBOT_QUOTA_TOKENS_PER_WORKSPACE",
+    "quota_table": "CHATBOT_QUOTA_TABLE",
     "max_file_mb": "CHATBOT_MAX_FILE_MB",
     "files_bucket": "CHATBOT_FILES_BUCKET",
     "vector_bucket": "CHATBOT_VECTOR_BUCKET",
@@ -203,6 +224,13 @@ _ENV: dict[str, str] = {
     "microsoft_app_tenant_id": "MICROSOFT_APP_TENANT_ID",
     "microsoft_app_type": "MICROSOFT_APP_TYPE",
 }
+
+_QUOTAS = (
+    "quota_questions_per_user",
+    "quota_questions_per_workspace",
+    "quota_tokens_per_user",
+    "quota_tokens_per_workspace",
+)
 
 _SECRETS = frozenset(
     {"slack_signing_secret", "slack_bot_token", "slack_app_token", "microsoft_app_password"}

@@ -53,6 +53,7 @@ from core.sinks import PLACEHOLDER as PLACEHOLDER
 from core.sinks import ProcessLocalSink as ProcessLocalSink
 from core.sinks import ReplySink as ReplySink
 from core.text import split_message
+from core.usage import CountingSink, ReplyStats
 
 log = logging.getLogger(__name__)
 
@@ -109,23 +110,27 @@ class ReplyPacer:
         sources: tuple[SourceCitation, ...] = (),
         resume: str | None = None,
         on_message: Callable[[str], None] | None = None,
+        stats: ReplyStats | None = None,
     ) -> Reply:
         """Stream ``events`` into the sink; returns what was finally shown.
 
         ``on_message(id)`` is told the lasting id of the reply's message as soon as it exists
         (before the answer streams into it), so that a run that dies can be resumed: a later
         ``deliver(..., resume=id)`` carries on in that message instead of posting another.
+        ``stats``, if given, is filled in with the posts, edits and refusals the reply took.
         """
-        run = _Run(self, sources, on_message)
+        run = _Run(self, sources, on_message, stats)
         run.resume = resume
         try:
             return run.stream(events)
         finally:
             self._sink.close()
 
-    def deliver_message(self, text: str, *, error: str = "") -> Reply:
+    def deliver_message(
+        self, text: str, *, error: str = "", stats: ReplyStats | None = None
+    ) -> Reply:
         """Post a complete message at once (a refusal, an error, a short notice)."""
-        run = _Run(self, ())
+        run = _Run(self, (), stats=stats)
         try:
             return run.message(text, error=error)
         finally:
@@ -140,9 +145,10 @@ class _Run:
         pacer: ReplyPacer,
         sources: tuple[SourceCitation, ...],
         on_message: Callable[[str], None] | None = None,
+        stats: ReplyStats | None = None,
     ) -> None:
         self.p = pacer
-        self.sink = pacer._sink
+        self.sink: ReplySink = CountingSink(pacer._sink, stats or ReplyStats())
         self.sources = sources
         self.on_message = on_message
         self.resume: str | None = None

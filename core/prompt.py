@@ -55,6 +55,9 @@ class Prompt:
     passages: tuple[Passage, ...]
     inference: InferenceSettings
     task: str = "answer"  # or "summarize": models that work on structure (offline) need to know
+    # True when older turns were left out (budget or turn limit): the history then slides, and
+    # the next turn's prompt will not start with this one's messages (prompt caching cares).
+    history_trimmed: bool = False
 
 
 def _plain(text: str) -> str:
@@ -71,7 +74,6 @@ def defang(text: str) -> str:
 def attribute(value: str) -> str:
     """Untrusted text fit for a fence tag's attribute: one line, no quote or angle bracket."""
     return " ".join(_ATTR_UNSAFE.sub("", _plain(value)).split())[:_ATTR_MAX_CHARS]
-
 
 
 def fence_user_text(text: str, author: str) -> str:
@@ -102,12 +104,14 @@ def build_prompt(
     token_budget: int,
     inference: InferenceSettings,
     notes: Sequence[str] = (),
+    history_truncated: bool = False,
 ) -> Prompt:
     """Assemble the prompt within ``token_budget`` (estimated tokens, system prompt included).
 
     The question always goes in (callers reject questions that cannot fit). Passages come next,
     in rank order, up to half of what is left; history fills the rest, newest first, so the
-    oldest turns are the ones that drop out.
+    oldest turns are the ones that drop out. ``history_truncated`` says the caller's history is
+    already cut at its oldest end (a turn limit); the prompt's ``history_trimmed`` says so too.
     """
     remaining = token_budget - estimate_tokens(system_prompt) - estimate_tokens(question.text) - 50
 
@@ -129,6 +133,7 @@ def build_prompt(
         kept_history.append(turn)
         remaining -= cost
     kept_history.reverse()
+    trimmed = history_truncated or len(kept_history) < len(history)
 
     final_text = fence_user_text(question.text, _author(question))
     if kept_passages:
@@ -146,6 +151,7 @@ def build_prompt(
         history=tuple(kept_history),
         passages=tuple(kept_passages),
         inference=inference,
+        history_trimmed=trimmed,
     )
 
 

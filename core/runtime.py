@@ -20,7 +20,9 @@ from core.history.base import HistoryStore
 from core.knowledge.base import KnowledgeStore
 from core.knowledge.retriever import KnowledgeRetriever
 from core.models.base import ChatModel
+from core.quota.base import QuotaLimits, QuotaStore
 from core.summarize import Summarizer
+from core.usage import UsageObserver
 
 
 def build_history(settings: Settings) -> HistoryStore:
@@ -37,6 +39,26 @@ def build_history(settings: Settings) -> HistoryStore:
     return SqliteHistoryStore(
         settings.data_dir / "history.sqlite3", retention_days=settings.history_retention_days
     )
+
+
+def build_quota(settings: Settings) -> QuotaStore | None:
+    """Daily quotas, or None when no ``CHATBOT_QUOTA_*`` limit is set (nothing is counted).
+    Counted where history lives: DynamoDB's ``CHATBOT_QUOTA_TABLE`` or SQLite."""
+    limits = QuotaLimits(
+        questions_per_user=settings.quota_questions_per_user,
+        questions_per_workspace=settings.quota_questions_per_workspace,
+        tokens_per_user=settings.quota_tokens_per_user,
+        tokens_per_workspace=settings.quota_tokens_per_workspace,
+    )
+    if not limits.enabled:
+        return None
+    if settings.store == "dynamodb":
+        from core.quota.dynamodb import DynamoDbQuotaStore
+
+        return DynamoDbQuotaStore(settings.quota_table, limits, region=settings.aws_region)
+    from core.quota.sqlite import SqliteQuotaStore
+
+    return SqliteQuotaStore(settings.data_dir / "quota.sqlite3", limits)
 
 
 def build_rate_budget(settings: Settings) -> RateBudget:
@@ -58,18 +80,21 @@ def build_model(settings: Settings, *, model_id: str = "") -> ChatModel:
             model_id=model_id or settings.bedrock_model_id,
             region=settings.aws_region,
             max_attempts=settings.model_max_attempts,
+            prompt_cache=settings.prompt_cache,
         )
     from core.models.offline import OfflineExtractiveModel
 
     return OfflineExtractiveModel()
 
 
-def build_summarizer(settings: Settings) -> Summarizer:
+def build_summarizer(
+    settings: Settings, *, usage_observer: UsageObserver | None = None
+) -> Summarizer:
     """Summaries on ``CHATBOT_SUMMARY_MODEL_ID`` (a cheaper model, say), else on the answering
     model's ``BEDROCK_MODEL_ID``; offline, the extractive model. Call once per process: the
     summarizer holds its own model client and is shared by every summary."""
     model = build_model(settings, model_id=settings.summary_model_id)
-    return Summarizer.from_settings(model, settings)
+    return Summarizer.from_settings(model, settings, usage_observer=usage_observer)
 
 
 @dataclass(frozen=True)
@@ -114,6 +139,7 @@ def build_assistant(
     *,
     retriever: Retriever | None = None,
     on_reply: Callable[[Turn, Reply], None] | None = None,
+    usage_observer: UsageObserver | None = None,
 ) -> Assistant:
     return Assistant(
         settings=settings,
@@ -121,4 +147,6 @@ def build_assistant(
         model=build_model(settings),
         retriever=retriever,
         on_reply=on_reply,
+        quota=build_quota(settings),
+        usage_observer=usage_observer,
     )

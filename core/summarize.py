@@ -12,7 +12,7 @@ into the message. What the summary could not cover (a missing part, the request'
 ``limit_note``) is written by this code at the end of the message, never left to the model.
 
 The words the model is given live in :mod:`core.summary_prompts`. What is left here is one piece,
-a little over 450 lines: planning parts, the map rounds, retries and the tally of one summary
+about 540 lines: planning parts, the map rounds, retries, the tally and the usage of one summary
 all work on the same request's state, and splitting them would only pass that state around.
 """
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from core.summary_prompts import (
     summary_prompt,
 )
 from core.text import clean_text, estimate_tokens, truncate_to_tokens
+from core.usage import AnswerUsage, ModelMeter, ReplyStats, UsageObserver, report
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -111,8 +113,9 @@ class _Part:
 class _Tally:
     """Counts for one summary, shared by the map threads: what the log line reports."""
 
-    def __init__(self) -> None:
+    def __init__(self, meter: ModelMeter) -> None:
         self._lock = threading.Lock()
+        self.meter = meter  # the model's own figures: tokens as billed, first text
         self.parts = 0  # parts of the first map round (0: everything fitted one call)
         self.rounds = 0  # map rounds
         self.calls = 0
@@ -159,6 +162,7 @@ class Summarizer:
         edit_interval: float,
         map_attempts: int = 2,
         final_wait: float = DEFAULT_FINAL_WAIT,
+        usage_observer: UsageObserver | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -183,9 +187,16 @@ class Summarizer:
         self._edit_interval = edit_interval
         self._final_wait = final_wait
         self._map_attempts = map_attempts
+        self._usage_observer = usage_observer
 
     @classmethod
-    def from_settings(cls, model: ChatModel, settings: Settings) -> Summarizer:
+    def from_settings(
+        cls,
+        model: ChatModel,
+        settings: Settings,
+        *,
+        usage_observer: UsageObserver | None = None,
+    ) -> Summarizer:
         return cls(
             model,
             part_tokens=settings.summary_part_tokens,
@@ -195,6 +206,7 @@ class Summarizer:
             ),
             edit_interval=settings.edit_interval_seconds,
             final_wait=settings.final_wait_seconds,
+            usage_observer=usage_observer,
         )
 
     @property
@@ -203,6 +215,7 @@ class Summarizer:
 
     def summarize(self, request: SummaryRequest, sink: ReplySink) -> Reply:
         """Summarize ``request`` into ``sink``; returns what was finally shown."""
+        started = time.monotonic()
         pacer = ReplyPacer(
             sink,
             interval=self._edit_interval,
@@ -219,7 +232,7 @@ class Summarizer:
             log.info("nothing to summarize", extra={"kind": request.kind, "excerpts": 0})
             return pacer.deliver_message(NOTHING_TO_SUMMARIZE.format(title=title))
 
-        tally = _Tally()
+        tally = _Tally(ModelMeter(started=started))
         log.info(
             "summarizing",
             extra={
@@ -230,19 +243,31 @@ class Summarizer:
                 "limited": bool(request.limit_note),
             },
         )
-        reply = pacer.deliver(self._events(request, items, tally))
-        log.info(
-            "summarized",
+        stats = ReplyStats()
+        reply = pacer.deliver(self._events(request, items, tally), stats=stats)
+        meter = tally.meter
+        usage = AnswerUsage(
+            kind="summary",
+            model_id=self._model.model_id or self._model.name,
+            tokens=meter.tokens,
+            model_calls=meter.calls,
+            time_to_first_token=meter.time_to_first_token(),
+            time_to_final=time.monotonic() - started,
+            delivery=stats,
+            complete=reply.complete,
+            cause=reply.error or "ok",
+        )
+        report(
+            usage,
+            self._usage_observer,
+            message="summarized",
             extra={
                 "parts": tally.parts,
                 "rounds": tally.rounds,
-                "model_calls": tally.calls,
                 "retries": tally.retries,
                 "missing_parts": len(tally.missing),
                 "tokens_in_estimated": tally.tokens_in,
                 "tokens_out_estimated": tally.tokens_out,
-                "complete": reply.complete,
-                "cause": reply.error or "ok",
             },
         )
         return reply
@@ -328,7 +353,7 @@ class Summarizer:
         for attempt in range(1, self._map_attempts + 1):
             tally.call(prompt)
             try:
-                text, end = _collect(self._model.stream(prompt))
+                text, end = _collect(tally.meter.wrap(self._model.stream(prompt)))
                 if not text.strip():
                     raise ModelUnavailable("EmptySummary: the model returned no text")
             except ModelError as exc:
@@ -361,7 +386,7 @@ class Summarizer:
         for attempt in range(1, self._map_attempts + 1):
             tally.call(prompt)
             try:
-                events = iter(self._model.stream(prompt))
+                events = iter(tally.meter.wrap(self._model.stream(prompt)))
                 first = next(events, None)
             except ModelError as exc:
                 retrying = attempt < self._map_attempts

@@ -14,6 +14,7 @@ import pytest
 from cfnlint.api import lint_file
 from cfnlint.decode import decode
 
+import bots.aws.metrics as worker_metrics
 from core.budget.dynamodb import table_definition as rate_budget_table_definition
 from core.config import ENVIRONMENT_NAMES, Settings
 from core.errors import ModelError
@@ -28,6 +29,10 @@ from core.knowledge.dynamodb_records import (
 from core.knowledge.embeddings import TITAN_V2_DIMENSIONS, TitanEmbedder
 from core.knowledge.records import FileRecords, IndexedFile
 from core.knowledge.s3vectors import S3VectorsKnowledgeStore, index_definition
+from core.quota.base import QuotaLimits
+from core.quota.dynamodb import DynamoDbQuotaStore
+from core.quota.dynamodb import table_definition as quota_table_definition
+from core.usage import AnswerUsage, ReplyStats, TokenUsage
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "infra" / "template.yaml"
@@ -43,6 +48,12 @@ CREDENTIAL_NAMES = {
     "MICROSOFT_APP_TYPE",
 }
 READ_ONLY_VERBS = ("Get", "List", "Describe")
+QUOTA_LIMITS = (
+    "CHATBOT_QUOTA_QUESTIONS_PER_USER",
+    "CHATBOT_QUOTA_QUESTIONS_PER_WORKSPACE",
+    "CHATBOT_QUOTA_TOKENS_PER_USER",
+    "CHATBOT_QUOTA_TOKENS_PER_WORKSPACE",
+)
 FILE_SETTINGS = {
     "CHATBOT_FILES_BUCKET",
     "CHATBOT_VECTOR_BUCKET",
@@ -215,10 +226,37 @@ def test_rate_budget_table_is_exactly_the_one_the_code_uses(template: dict[str, 
     assert 0 < int(worker["CHATBOT_FINAL_WAIT_SECONDS"]) < timeout - 60  # room for the answer
 
 
+def test_quota_table_is_exactly_the_one_the_code_creates(template: dict[str, Any]) -> None:
+    table = template["Resources"]["QuotaTable"]
+    p = table["Properties"]
+    described = {
+        "BillingMode": p["BillingMode"],
+        "AttributeDefinitions": p["AttributeDefinitions"],
+        "KeySchema": p["KeySchema"],
+        "SSESpecification": {"Enabled": p["SSESpecification"]["SSEEnabled"]},
+    }
+    expected = quota_table_definition("x")
+    del expected["TableName"]
+    assert json.loads(json.dumps(described)) == expected
+    assert p["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert set(p) - set(described) == {"TimeToLiveSpecification"}  # nothing else
+    worker = template["Resources"]["WorkerFunction"]["Properties"]["Environment"]["Variables"]
+    assert worker["CHATBOT_QUOTA_TABLE"] == {"Ref": "QuotaTable"}
+    for name in QUOTA_LIMITS:
+        parameter = template["Parameters"][worker[name]["Ref"]]
+        assert (parameter["Type"], parameter["Default"], parameter["MinValue"]) == ("Number", 0, 0)
+
+
 def test_every_table_and_queue_is_encrypted(template: dict[str, Any]) -> None:
     tables = resources(template, "AWS::DynamoDB::Table")
     queues = resources(template, "AWS::SQS::Queue")
-    assert set(tables) == {"HistoryTable", "IdempotencyTable", "KnowledgeTable", "RateBudgetTable"}
+    assert set(tables) == {
+        "HistoryTable",
+        "IdempotencyTable",
+        "KnowledgeTable",
+        "RateBudgetTable",
+        "QuotaTable",
+    }
     assert all(t["Properties"]["SSESpecification"]["SSEEnabled"] is True for t in tables.values())
     assert all(q["Properties"]["SqsManagedSseEnabled"] is True for q in queues.values())
 
@@ -406,6 +444,23 @@ def test_worker_grants_name_exact_resources(template: dict[str, Any]) -> None:
     assert by_sid["RateBudgets"]["Resource"] == {"Fn::GetAtt": ["RateBudgetTable", "Arn"]}
     assert by_sid["ConsumeJobs"]["Resource"] == {"Fn::GetAtt": ["JobQueue", "Arn"]}
     assert "sqs:SendMessage" not in by_sid["ConsumeJobs"]["Action"]
+    assert by_sid["Quotas"]["Resource"] == {"Fn::GetAtt": ["QuotaTable", "Arn"]}
+
+
+def test_quota_grants_are_exactly_the_apis_the_code_calls(template: dict[str, Any]) -> None:
+    by_sid = {s["Sid"]: s for s in statements(template["Resources"]["WorkerRole"])}
+    client = RecordingClient(
+        {"query": {"Items": [{"pk": {"S": "user#slack#T1#U1"}, "sk": {"S": "2026-11-30"}}]}}
+    )
+    limits = QuotaLimits(1, 1, 1, 1)
+    quota = DynamoDbQuotaStore("table", limits, region="eu-west-1", client=client)
+    quota.admit("slack", "T1", "U1")
+    quota.add_tokens("slack", "T1", "U1", 10)
+    assert quota.erase_user("slack", "T1", "U1") == 1
+    assert client.apis("dynamodb") == set(by_sid["Quotas"]["Action"])
+    assert {
+        request["TableName"] for method, request in client.calls if method != "batch_write_item"
+    } == {"table"}
 
 
 FILE_GRANTS = {
@@ -628,8 +683,11 @@ def test_only_the_worker_gets_the_file_settings(template: dict[str, Any]) -> Non
     assert "Environment" not in props(template, "IngressFunction")
     env = dict(props(template, "WorkerFunction")["Environment"]["Variables"])
     reply_settings = {"CHATBOT_BUDGET_TABLE", "CHATBOT_FINAL_WAIT_SECONDS"}  # the worker's too
-    assert set(env) == FILE_SETTINGS | reply_settings
-    for name in reply_settings:
+    quota_settings = {"CHATBOT_QUOTA_TABLE", *QUOTA_LIMITS}
+    assert set(env) == FILE_SETTINGS | reply_settings | quota_settings
+    quotas = {name: resolve(env.pop(name), defaults(template)) for name in QUOTA_LIMITS}
+    assert Settings.from_env({k: str(v) for k, v in quotas.items()}).quota_questions_per_user == 0
+    for name in reply_settings | {"CHATBOT_QUOTA_TABLE"}:
         del env[name]
     params = {
         **defaults(template),
@@ -688,6 +746,8 @@ def test_alarms_watch_what_the_docs_say_and_notify_the_topic(template: dict[str,
         ("AWS/Lambda", "Errors"),
         ("Chatbot", "AnswersFailed"),
         ("AWS/ApiGateway", "5xx"),
+        ("Chatbot", "TimeToFirstToken"),
+        ("Chatbot", "Platform429s"),
     }
     for alarm in alarms.values():
         assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
@@ -707,3 +767,85 @@ def test_email_subscription_only_when_an_address_is_given(template: dict[str, An
     assert template["Conditions"]["HasAlarmEmail"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]
     }
+
+
+# ---------------------------------------------------------------------------------- dashboard
+
+
+def dashboard_body(template: dict[str, Any]) -> dict[str, Any]:
+    (dashboard,) = resources(template, "AWS::CloudWatch::Dashboard").values()
+    params = {**PSEUDO, "WorkerLogGroup": "/aws/lambda/stack-worker"}
+    body: dict[str, Any] = json.loads(resolve(dashboard["Properties"]["DashboardBody"], params))
+    return body
+
+
+def dashboard_metrics(body: dict[str, Any]) -> list[list[Any]]:
+    """Every metric row of the metric widgets, CloudWatch's "." shorthand expanded."""
+    rows: list[list[Any]] = []
+    for widget in body["widgets"]:
+        if widget["type"] != "metric":
+            continue
+        previous: list[Any] = []
+        for row in widget["properties"]["metrics"]:
+            plain = [r for r in row if not isinstance(r, dict)]
+            plain = [previous[i] if v == "." else v for i, v in enumerate(plain)]
+            rows.append(plain)
+            previous = plain
+    return rows
+
+
+def test_dashboard_shows_exactly_the_metrics_the_worker_emits(template: dict[str, Any]) -> None:
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == worker_metrics.NAMESPACE
+    assert env["POWERTOOLS_SERVICE_NAME"] == worker_metrics.SERVICE
+    rows = dashboard_metrics(dashboard_body(template))
+    assert rows
+    for row in rows:
+        # Powertools' only dimension: anything else would never match the emitted data.
+        assert row[0] == worker_metrics.NAMESPACE and row[2:] == ["service", worker_metrics.SERVICE]
+    shown = {row[1] for row in rows}
+    assert shown == worker_metrics.EMITTED  # nothing the code emits is hidden, nothing invented
+
+
+def test_alarms_on_our_metrics_name_what_the_worker_emits(template: dict[str, Any]) -> None:
+    ours = {
+        logical_id: alarm["Properties"]
+        for logical_id, alarm in resources(template, "AWS::CloudWatch::Alarm").items()
+        if alarm["Properties"]["Namespace"] == worker_metrics.NAMESPACE
+    }
+    assert {a["MetricName"] for a in ours.values()} <= worker_metrics.EMITTED
+    for alarm in ours.values():
+        assert alarm["Dimensions"] == [{"Name": "service", "Value": worker_metrics.SERVICE}]
+    latency = ours["FirstTokenLatencyAlarm"]
+    assert latency["MetricName"] == worker_metrics.TIME_TO_FIRST_TOKEN
+    assert (latency["ExtendedStatistic"], latency["Threshold"]) == ("p95", 10000)
+    assert "Statistic" not in latency  # one or the other, never both
+    throttling = ours["PlatformThrottlingAlarm"]
+    assert throttling["MetricName"] == worker_metrics.PLATFORM_429S
+    assert (throttling["Statistic"], throttling["Period"]) == ("Sum", 300)
+
+
+def test_dashboard_log_query_reads_fields_the_usage_line_has(template: dict[str, Any]) -> None:
+    (query,) = [
+        w["properties"]["query"] for w in dashboard_body(template)["widgets"] if w["type"] == "log"
+    ]
+    assert query.startswith("SOURCE '/aws/lambda/stack-worker'")
+    params = {**PSEUDO, "AWS::StackName": "stack"}
+    log_group = props(template, "WorkerLogGroup")["LogGroupName"]
+    assert resolve(log_group, params) == "/aws/lambda/stack-worker"
+    usage = AnswerUsage(
+        kind="answer",
+        model_id="m",
+        tokens=TokenUsage(),
+        model_calls=1,
+        time_to_first_token=0.1,
+        time_to_final=0.2,
+        delivery=ReplyStats(),
+        complete=True,
+        cause="ok",
+    )
+    fields = set(usage.log_fields())
+    used = set(re.findall(r"(?:sum|ispresent)\((\w+)\)", query)) | set(
+        re.findall(r"\bby ([\w, ]+)$", query)[0].replace(" ", "").split(",")
+    )
+    assert used and used <= fields

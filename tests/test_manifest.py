@@ -48,13 +48,23 @@ def test_no_scope_beyond_what_the_product_uses(manifest: dict[str, Any]) -> None
 
 
 def test_summarize_command_and_thread_shortcut(manifest: dict[str, Any]) -> None:
-    (command,) = manifest["features"]["slash_commands"]
+    command, _ = manifest["features"]["slash_commands"]
     assert command["command"] == "/summarize"
     assert command["usage_hint"] == "[24h | 7d | 200 | <thread link> | file [name]]"
     assert command["should_escape"] is False
     (shortcut,) = manifest["features"]["shortcuts"]
     assert (shortcut["type"], shortcut["callback_id"]) == ("message", "summarize_thread")
     assert shortcut["name"] == "Summarize thread"
+
+
+def test_forget_command_sits_next_to_summarize(manifest: dict[str, Any]) -> None:
+    commands = {c["command"]: c for c in manifest["features"]["slash_commands"]}
+    assert list(commands) == ["/summarize", "/forget"]
+    forget = commands["/forget"]
+    assert "usage_hint" not in forget  # it takes no argument
+    assert forget["should_escape"] is False
+    assert "forget" in forget["description"].lower()
+    assert forget["url"] == commands["/summarize"]["url"]
 
 
 def test_every_request_url_is_the_one_slack_endpoint(manifest: dict[str, Any]) -> None:

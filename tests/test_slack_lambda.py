@@ -177,9 +177,9 @@ def test_a_worker_killed_mid_answer_is_finished_in_the_same_message_on_redeliver
         Stream(["The whole ", "answer."]),
     )
     mention = sr.app_mention("<@UBOT> tell me everything")
-    assert ingress.handler(api_event(sr.event_callback(mention)), LambdaContext())[
-        "statusCode"
-    ] == 200
+    assert (
+        ingress.handler(api_event(sr.event_callback(mention)), LambdaContext())["statusCode"] == 200
+    )
     event = sqs_event(drain(aws))
     doomed = subprocess.Popen(
         [sys.executable, "-c", _DOOMED_WORKER], stdin=subprocess.PIPE, text=True
@@ -207,3 +207,122 @@ def test_a_worker_killed_mid_answer_is_finished_in_the_same_message_on_redeliver
     assert reply["ts"] == half["ts"]
     assert reply["blocks"][0]["text"] == "The whole answer."
     assert len(slack_standin.calls_to("chat.postMessage")) == 1  # no second placeholder
+
+
+# -- what an answer cost: one usage line and EMF metrics --------------------------------------
+
+
+def emf_documents(stdout: str) -> list[dict[str, Any]]:
+    """The EMF lines Powertools printed (one per invocation's flush)."""
+    documents = []
+    for line in stdout.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            documents.append(json.loads(line))
+    return documents
+
+
+def emitted(document: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+    """Metric name -> (unit, values) of one EMF document (one value per answer)."""
+    (directive,) = document["_aws"]["CloudWatchMetrics"]
+    assert directive["Dimensions"] == [["service"]]
+    return {m["Name"]: (m["Unit"], document[m["Name"]]) for m in directive["Metrics"]}
+
+
+@pytest.fixture
+def core_log_lines() -> Any:
+    """The usage and metrics log lines as the worker writes them (Powertools' JSON formatter,
+    with the keys bound per answer). The handler sits on the loggers that write them, below
+    the ``core`` and ``bots`` loggers whose handlers the worker's start-up replaces."""
+    import io
+    import logging
+
+    from core.observability import logger
+
+    handler = logging.StreamHandler(io.StringIO())
+    handler.setFormatter(logger().registered_handler.formatter)
+    sources = [logging.getLogger("core.usage"), logging.getLogger("bots.aws.metrics")]
+    for source in sources:
+        source.addHandler(handler)
+    try:
+        yield lambda: [json.loads(line) for line in handler.stream.getvalue().splitlines()]
+    finally:
+        for source in sources:
+            source.removeHandler(handler)
+
+
+def test_an_answer_reports_its_usage_as_one_log_line_and_as_emf_metrics(
+    aws: dict[str, Any],
+    slack_standin: SlackStandIn,
+    bedrock_standin: BedrockStandIn,
+    core_log_lines: Any,  # before capsys: the log handler must not keep capsys's stream
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import bots.aws.metrics as names
+
+    usage = {
+        "inputTokens": 1200,
+        "outputTokens": 9,
+        "totalTokens": 3557,
+        "cacheReadInputTokens": 2048,
+        "cacheWriteInputTokens": 300,
+    }
+    bedrock_standin.script(Stream(["The SLA ", "is 99.9%."], delay=0.05, usage=usage))
+    slack_standin.fail_next("chat.update", status=429, retry_after=1)  # the first edit: refused
+    mention = sr.app_mention("<@UBOT> what is the confidential SLA?")
+    ingress.handler(api_event(sr.event_callback(mention)), LambdaContext())
+    capsys.readouterr()
+    assert worker.handler(sqs_event(drain(aws)), LambdaContext()) == {"batchItemFailures": []}
+    (reply,) = [m for m in slack_standin.messages("C1", mention["ts"]) if m.get("bot_id")]
+    assert reply["blocks"][0]["text"] == "The SLA is 99.9%."
+
+    # One usage line, with the figures, and no text of the question or the answer.
+    (line,) = [entry for entry in core_log_lines() if entry.get("message") == "answered"]
+    assert line["model_id"] == "global.anthropic.claude-sonnet-4-6"
+    assert line["conversation_id"] == f"slack#T1#C1#{mention['ts']}"
+    assert (line["input_tokens"], line["output_tokens"]) == (1200, 9)
+    assert (line["cache_read_tokens"], line["cache_write_tokens"]) == (2048, 300)
+    assert line["platform_429s"] == 1 and line["edits"] >= 1
+    assert 0 < line["time_to_first_token_ms"] <= line["time_to_final_ms"]
+    assert "SLA" not in json.dumps(line) and "99.9" not in json.dumps(line)
+
+    # The same figures as metrics, in one EMF document for the invocation.
+    (document,) = emf_documents(capsys.readouterr().out)
+    metrics = emitted(document)
+    assert set(metrics) <= names.EMITTED
+    assert metrics[names.INPUT_TOKENS] == ("Count", [1200.0])
+    assert metrics[names.OUTPUT_TOKENS] == ("Count", [9.0])
+    assert metrics[names.CACHE_READ_TOKENS] == ("Count", [2048.0])
+    assert metrics[names.CACHE_WRITE_TOKENS] == ("Count", [300.0])
+    assert metrics[names.PLATFORM_429S] == ("Count", [1.0])
+    assert metrics[names.REPLY_EDITS] == ("Count", [float(line["edits"])])
+    assert metrics[names.ANSWERS_COMPLETED] == ("Count", [1.0])
+    unit, (ttft,) = metrics[names.TIME_TO_FIRST_TOKEN]
+    assert unit == "Milliseconds" and abs(ttft - line["time_to_first_token_ms"]) <= 1
+    assert metrics[names.TIME_TO_FINAL][0] == "Milliseconds"
+    assert names.ANSWERS_FAILED not in metrics and names.SUMMARIES not in metrics
+
+
+def test_metrics_that_cannot_be_written_never_affect_the_answer(
+    aws: dict[str, Any],
+    slack_standin: SlackStandIn,
+    bedrock_standin: BedrockStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+    core_log_lines: Any,
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("metrics are broken")
+
+    monkeypatch.setattr(worker.metrics, "add_metric", broken)
+    monkeypatch.setattr(worker.metrics, "flush_metrics", broken)
+    bedrock_standin.script(Stream(["Still ", "answered."]))
+    mention = sr.app_mention("<@UBOT> are you there?")
+    ingress.handler(api_event(sr.event_callback(mention)), LambdaContext())
+
+    assert worker.handler(sqs_event(drain(aws)), LambdaContext()) == {"batchItemFailures": []}
+
+    (reply,) = [m for m in slack_standin.messages("C1", mention["ts"]) if m.get("bot_id")]
+    assert reply["blocks"][0]["text"] == "Still answered."
+    messages = [entry["message"] for entry in core_log_lines()]
+    assert "answered" in messages  # the usage line does not depend on the metrics
+    assert "metric could not be recorded" in messages
+    assert "metrics could not be written; dropped" in messages

@@ -93,8 +93,9 @@ def test_the_bot_talks_everywhere_takes_files_and_lists_summarize(
             if scope in entry["scopes"]
             for command in entry["commands"]
         ]
-        assert [c["title"] for c in commands] == ["summarize"], scope
-        assert commands[0]["description"]
+        expected = ["summarize", "forget me"] if scope == "personal" else ["summarize"]
+        assert [c["title"] for c in commands] == expected, scope
+        assert all(c["description"] for c in commands)
 
 
 def test_the_schema_requires_these_fields(package: zipfile.ZipFile) -> None:
@@ -195,6 +196,17 @@ def test_a_manifest_without_summarize_is_refused(tmp_path: Path) -> None:
     manifest["bots"][0]["commandLists"] = manifest["bots"][0]["commandLists"][:1]
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="no 'summarize' for team"):
+        build_package(tmp_path / "app.zip", app_id=APP_ID, bot_id=BOT_ID, manifest_dir=folder)
+
+
+def test_a_manifest_without_forget_me_in_the_personal_chat_is_refused(tmp_path: Path) -> None:
+    folder = _copy_manifest_dir(tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    personal = manifest["bots"][0]["commandLists"][0]
+    assert personal["scopes"] == ["personal"]
+    personal["commands"] = [c for c in personal["commands"] if c["title"] != "forget me"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="no 'forget me' for personal"):
         build_package(tmp_path / "app.zip", app_id=APP_ID, bot_id=BOT_ID, manifest_dir=folder)
 
 

@@ -100,9 +100,8 @@ def build_local_app(
         from bots.slack.ingress import build_bolt_app, slack_route
 
         app.slack_app = build_bolt_app(settings, queue.enqueue)
-        routes.add(
-            "POST", "/slack/events", slack_route(app.slack_app, settings.slack_signing_secret)
-        )
+        route = slack_route(app.slack_app, settings.slack_signing_secret, enqueue=queue.enqueue)
+        routes.add("POST", "/slack/events", route)
     else:
         routes.add("POST", "/slack/events", lambda _: HttpResponse.error(503, SLACK_NOT_CONFIGURED))
 

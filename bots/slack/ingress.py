@@ -1,10 +1,15 @@
 """Slack ingress: verify, translate, enqueue, ack. Nothing slow, nothing that calls Slack.
 
-One Bolt app per process receives Slack's single endpoint (events, slash commands and
-interactivity). Its listeners only translate and enqueue; answers happen in the worker. Bolt is
-built so that no request waits on a network call: authorization returns the configured bot token
-without Bolt's ``auth.test`` round trip (it would land inside the first ack of every cold start),
-and bot and self messages are filtered in :mod:`bots.slack.events` from the payload itself.
+Slack's single endpoint takes events, slash commands and interactivity. Events API callbacks,
+nearly all of the traffic, need nothing from Bolt once the signature is checked and the body
+read: :func:`slack_route` hands them straight to the event listeners (:func:`enqueue_event`), so
+a cold start that acks an event never imports Bolt and slack_sdk (about a third of the ingress's
+cold start, docs/benchmarks.md). Everything else goes through one Bolt app per process, built on
+the first request that needs it. Listeners only translate and enqueue; answers happen in the
+worker. Bolt is built so that no request waits on a network call: authorization returns the
+configured bot token without Bolt's ``auth.test`` round trip (it would land inside the first ack
+of every cold start), and bot and self messages are filtered in :mod:`bots.slack.events` from
+the payload itself.
 
 Every request gets a status chosen on purpose: 401 for anything not validly signed (whatever its
 headers hold), 400 for a signed body that is not JSON or a form (with ``X-Slack-No-Retry``), and
@@ -19,15 +24,12 @@ import hashlib
 import hmac
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
-
-from slack_bolt import Ack, App, BoltRequest
-from slack_bolt.authorization import AuthorizeResult
-from slack_sdk import WebClient
 
 from bots.http import HttpRequest, HttpResponse, MalformedJson, Route, parse_json
 from bots.slack.events import from_event, is_slack_ts, payload_problem
@@ -35,12 +37,17 @@ from bots.slack.files import file_removal, shared_files
 from core.config import Settings
 from core.jobs import Job, turn_to_payload
 
+if TYPE_CHECKING:  # Bolt is imported where an app is built: events never need it
+    from slack_bolt import Ack, App
+
 log = logging.getLogger(__name__)
 
 SLACK_MESSAGE = "slack.message"
 SLACK_FILE = "slack.file"
 SLACK_FILE_REMOVED = "slack.file_removed"
 SLACK_SUMMARIZE = "slack.summarize"
+SLACK_FORGET = "slack.forget"
+FORGETTING = "Forgetting what I stored about you in this workspace… I'll confirm here."
 SUMMARIZING = "Summarizing… it will appear {where} in a moment."
 SIGNATURE_MAX_AGE_SECONDS = 5 * 60  # Slack's own rule: older requests may be replays
 NO_RETRY = {"X-Slack-No-Retry": "1"}  # Slack sends the same request again on any non-2xx
@@ -48,7 +55,17 @@ _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 
 
+def import_bolt() -> None:
+    """Import what a Bolt app needs ahead of its first request (a SnapStart init does)."""
+    import slack_bolt  # noqa: F401
+    import slack_sdk.web  # noqa: F401
+
+
 def build_bolt_app(settings: Settings, enqueue: Callable[[Job], None]) -> App:
+    from slack_bolt import App
+    from slack_bolt.authorization import AuthorizeResult
+    from slack_sdk import WebClient
+
     token = settings.slack_bot_token
 
     def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
@@ -69,54 +86,14 @@ def build_bolt_app(settings: Settings, enqueue: Callable[[Job], None]) -> App:
 
     def on_message_event(body: dict[str, Any], ack: Ack) -> None:
         ack()
-        # Files first: in the same conversation group, so a question asked with the file is
-        # answered after the file is read.
-        for shared in shared_files(body):
-            payload: dict[str, Any] = {
-                "file": asdict(shared.file),
-                "key": [
-                    shared.key.platform,
-                    shared.key.workspace,
-                    shared.key.channel,
-                    shared.key.thread,
-                ],
-                "channel": shared.channel,
-                "thread_ts": shared.thread_ts,
-            }
-            dedupe = f"slack-file:{shared.key.workspace}:{shared.ts}:{shared.file.file_id}"
-            enqueue(Job(SLACK_FILE, shared.key.id, dedupe, payload))
-        slack_turn = from_event(body)
-        if slack_turn is None or (slack_turn.turn.files and not slack_turn.turn.text):
-            return  # nothing asked: a file alone gets its "ready" line from the file job
-        payload = {
-            "turn": turn_to_payload(slack_turn.turn),
-            "channel": slack_turn.channel,
-            "thread_ts": slack_turn.thread_ts,
-            "needs_history": slack_turn.needs_history,
-        }
-        enqueue(Job(SLACK_MESSAGE, slack_turn.turn.key.id, slack_turn.dedupe_id, payload))
-        log.info(
-            "slack event enqueued",
-            extra={"event_id": body.get("event_id"), "job_id": slack_turn.dedupe_id},
-        )
+        enqueue_message_event(body, enqueue)
 
     def acknowledge(ack: Ack) -> None:
         ack()
 
     def on_file_removed(body: dict[str, Any], ack: Ack) -> None:
         ack()
-        removal = file_removal(body)
-        if removal is None:
-            return
-        payload = {
-            "platform_workspace": removal.platform_workspace,
-            "file_id": removal.file_id,
-            "channel": removal.channel,
-        }
-        group = f"{removal.platform_workspace}#file#{removal.file_id}"
-        enqueue(
-            Job(SLACK_FILE_REMOVED, group, f"slack-file-removed:{body.get('event_id')}", payload)
-        )
+        enqueue_file_removal(body, enqueue)
 
     def on_summarize_command(body: dict[str, Any], ack: Ack) -> None:
         # Parsing is pure and fast: a bad argument is answered in the ack itself.
@@ -136,6 +113,16 @@ def build_bolt_app(settings: Settings, enqueue: Callable[[Job], None]) -> App:
         ack(response_type="ephemeral", text=SUMMARIZING.format(where=where))
         enqueue(summary_job(request, target))
 
+    def on_forget_command(body: dict[str, Any], ack: Ack) -> None:
+        # Erasure is the worker's job; the ack only says it is under way, privately.
+        job = forget_job(body)
+        if job is None:
+            log.warning("forget command without team, user or trigger_id ignored")
+            ack()
+            return
+        ack(response_type="ephemeral", text=FORGETTING)
+        enqueue(job)
+
     def on_summarize_shortcut(body: dict[str, Any], ack: Ack) -> None:
         from bots.slack.summary_args import ThreadRef
 
@@ -153,13 +140,89 @@ def build_bolt_app(settings: Settings, enqueue: Callable[[Job], None]) -> App:
     app.event("file_unshared")(on_file_removed)
     app.event(re.compile(".*"))(acknowledge)  # any other event: acknowledged and ignored
     app.command("/summarize")(on_summarize_command)
+    app.command("/forget")(on_forget_command)
     app.shortcut("summarize_thread")(on_summarize_shortcut)
     return app
 
 
-def slack_route(app: App, signing_secret: str) -> Route:
-    """The HTTP face of the Bolt app, shared by the local host and API Gateway."""
+# Event listeners: Bolt runs them for Socket Mode and for a Bolt-dispatched request;
+# slack_route calls enqueue_event directly for every HTTP event callback. What they enqueue is
+# the same either way.
+MESSAGE_EVENTS = frozenset({"app_mention", "message"})
+FILE_REMOVAL_EVENTS = frozenset({"file_deleted", "file_unshared"})
+
+
+def enqueue_event(body: dict[str, Any], enqueue: Callable[[Job], None]) -> None:
+    """An Events API callback's jobs, routed as the Bolt app's event listeners route it: a
+    message or mention, a file removal, or (any other event) nothing."""
+    event = body.get("event")
+    kind = event.get("type") if isinstance(event, dict) else None
+    if kind in MESSAGE_EVENTS:
+        enqueue_message_event(body, enqueue)
+    elif kind in FILE_REMOVAL_EVENTS:
+        enqueue_file_removal(body, enqueue)
+
+
+def enqueue_message_event(body: dict[str, Any], enqueue: Callable[[Job], None]) -> None:
+    """A message or mention: a job per shared file, then one for the question, if any."""
+    # Files first: in the same conversation group, so a question asked with the file is
+    # answered after the file is read.
+    for shared in shared_files(body):
+        payload: dict[str, Any] = {
+            "file": asdict(shared.file),
+            "key": [
+                shared.key.platform,
+                shared.key.workspace,
+                shared.key.channel,
+                shared.key.thread,
+            ],
+            "channel": shared.channel,
+            "thread_ts": shared.thread_ts,
+        }
+        dedupe = f"slack-file:{shared.key.workspace}:{shared.ts}:{shared.file.file_id}"
+        enqueue(Job(SLACK_FILE, shared.key.id, dedupe, payload))
+    slack_turn = from_event(body)
+    if slack_turn is None or (slack_turn.turn.files and not slack_turn.turn.text):
+        return  # nothing asked: a file alone gets its "ready" line from the file job
+    payload = {
+        "turn": turn_to_payload(slack_turn.turn),
+        "channel": slack_turn.channel,
+        "thread_ts": slack_turn.thread_ts,
+        "needs_history": slack_turn.needs_history,
+    }
+    enqueue(Job(SLACK_MESSAGE, slack_turn.turn.key.id, slack_turn.dedupe_id, payload))
+    log.info(
+        "slack event enqueued",
+        extra={"event_id": body.get("event_id"), "job_id": slack_turn.dedupe_id},
+    )
+
+
+def enqueue_file_removal(body: dict[str, Any], enqueue: Callable[[Job], None]) -> None:
+    """A file deleted or unshared: the worker drops it from the channel's knowledge."""
+    removal = file_removal(body)
+    if removal is None:
+        return
+    payload = {
+        "platform_workspace": removal.platform_workspace,
+        "file_id": removal.file_id,
+        "channel": removal.channel,
+    }
+    group = f"{removal.platform_workspace}#file#{removal.file_id}"
+    enqueue(Job(SLACK_FILE_REMOVED, group, f"slack-file-removed:{body.get('event_id')}", payload))
+
+
+def slack_route(
+    app: App | Callable[[], App],
+    signing_secret: str,
+    *,
+    enqueue: Callable[[Job], None] | None = None,
+) -> Route:
+    """Slack's endpoint, shared by the local host and API Gateway. ``app`` is the Bolt app, or a
+    function that builds it on the first request that needs it. With ``enqueue``, an Events API
+    callback goes straight to :func:`enqueue_event` and is acknowledged without Bolt; anything
+    else (and every request, without ``enqueue``) is dispatched by the Bolt app."""
     secret = signing_secret.encode("utf-8")
+    bolt_app = _OnFirstUse(app)
 
     def route(request: HttpRequest) -> HttpResponse:
         if not signature_is_valid(secret, request, now=time.time()):
@@ -181,12 +244,17 @@ def slack_route(app: App, signing_secret: str) -> Route:
                 extra={"problem": problem, **payload_kind(payload)},
             )
             return HttpResponse(200, b"", NO_RETRY)
+        if enqueue is not None and _is_event_callback(payload):
+            enqueue_event(payload, enqueue)  # an enqueue that fails is a 5xx: Slack retries
+            return HttpResponse(200, b"", ACKNOWLEDGED)
+        from slack_bolt import BoltRequest
+
         bolt_request = BoltRequest(
             body=text,
             query=dict(request.query),
             headers={k: [v] for k, v in request.headers.items()},
         )
-        response = app.dispatch(bolt_request)
+        response = bolt_app().dispatch(bolt_request)
         if response.status == 404:  # Bolt's "unhandled request": nothing here listens for it
             log.warning("slack request not handled: acknowledged", extra=payload_kind(payload))
             return HttpResponse(200, b"", NO_RETRY)
@@ -194,6 +262,35 @@ def slack_route(app: App, signing_secret: str) -> Route:
         return HttpResponse(response.status, (response.body or "").encode(), headers)
 
     return route
+
+
+ACKNOWLEDGED = {"content-type": "text/plain;charset=utf-8"}  # what Bolt's bare ack() answers
+
+
+def _is_event_callback(payload: object) -> bool:
+    """An Events API callback the event listeners read: Bolt's own test (``event_callback``
+    with an event that has a type), so that any other shape still meets Bolt's answer."""
+    if not (isinstance(payload, dict) and payload.get("type") == "event_callback"):
+        return False
+    event = payload.get("event")
+    return isinstance(event, dict) and isinstance(event.get("type"), str)
+
+
+class _OnFirstUse:
+    """The Bolt app, built (and Bolt imported) by the first request that needs it."""
+
+    def __init__(self, app: App | Callable[[], App]) -> None:
+        self._build = app if callable(app) else None
+        self._app = None if callable(app) else app
+        self._lock = threading.Lock()
+
+    def __call__(self) -> App:
+        if self._app is None:
+            with self._lock:
+                if self._app is None:
+                    assert self._build is not None
+                    self._app = self._build()
+        return self._app
 
 
 def signature_is_valid(secret: bytes, request: HttpRequest, *, now: float) -> bool:
@@ -262,6 +359,22 @@ def command_summary_request(body: Mapping[str, Any]) -> SummaryJobRequest | None
         request_id=trigger,
         response_url=_string(body.get("response_url")),
     )
+
+
+def forget_job(body: Mapping[str, Any]) -> Job | None:
+    """``/forget``: erase what is stored about the person who asked, in this workspace, and
+    answer them privately (``response_url``); None when the form lacks who asked."""
+    team, user = _string(body.get("team_id")), _string(body.get("user_id"))
+    trigger = _string(body.get("trigger_id"))
+    if not (team and user and trigger):
+        return None
+    payload = {
+        "team": team,
+        "user": user,
+        "channel": _string(body.get("channel_id")),
+        "response_url": _string(body.get("response_url")),
+    }
+    return Job(SLACK_FORGET, f"slack#{team}#forget#{user}", f"slack-forget:{trigger}", payload)
 
 
 def shortcut_summary_request(body: Mapping[str, Any]) -> tuple[SummaryJobRequest, str] | None:

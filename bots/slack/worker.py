@@ -8,15 +8,23 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
+from bots.slack.events import PLATFORM
 from bots.slack.files import download, slack_hosts
 from bots.slack.history_reader import SlackHistory
-from bots.slack.ingress import SLACK_FILE, SLACK_FILE_REMOVED, SLACK_MESSAGE, SLACK_SUMMARIZE
+from bots.slack.ingress import (
+    SLACK_FILE,
+    SLACK_FILE_REMOVED,
+    SLACK_FORGET,
+    SLACK_MESSAGE,
+    SLACK_SUMMARIZE,
+)
 from bots.slack.sink import SlackLimits, SlackReplySink
 from bots.slack.summary_args import ThreadRef
 from bots.slack.user_names import UserNames
 from core.assistant import Assistant
 from core.config import Settings
 from core.domain import ConversationKey, FileRef
+from core.erasure import FORGET_FAILED
 from core.errors import ChatbotError
 from core.files.ingest import FileIndexer
 from core.files.types import FileRejected
@@ -140,6 +148,20 @@ class SlackWorker:
         )
         self._summarizer.summarize(request, sink)
 
+    def handle_forget(self, job: Job) -> None:
+        """``/forget``: erase what is stored about the person in this workspace and tell them,
+        privately, what was removed; never a word in the channel."""
+        p = job.payload
+        user = str(p["user"])
+        try:
+            text = self._assistant.forget(PLATFORM, str(p["team"]), user).message
+        except ChatbotError as exc:
+            log.error("erasure failed", extra={"cause": exc.cause})
+            text = FORGET_FAILED
+        self._tell_privately(
+            str(p.get("channel") or ""), user, str(p.get("response_url") or ""), text
+        )
+
     def report_failure(self, job: Job) -> None:
         """A job that raised (on the local host, which does not redeliver) ends with one short
         line where the person asked, not silence: in the thread for a message or a file, and
@@ -147,11 +169,10 @@ class SlackWorker:
         failure, and its own must not hide that one."""
         p = job.payload
         try:
-            if job.kind == SLACK_SUMMARIZE:
+            if job.kind in (SLACK_SUMMARIZE, SLACK_FORGET):
                 response_url = str(p.get("response_url") or "")
-                self._tell_privately(
-                    str(p["channel"]), str(p["user"]), response_url, SUMMARY_FAILED
-                )
+                text = SUMMARY_FAILED if job.kind == SLACK_SUMMARIZE else FORGET_FAILED
+                self._tell_privately(str(p["channel"]), str(p["user"]), response_url, text)
                 return
             # A thread reply is answered only where the bot already takes part; elsewhere an
             # apology would be the bot's first word in somebody else's thread.
@@ -250,6 +271,7 @@ def install_worker(
         knowledge=knowledge,
     )
     router.register(SLACK_MESSAGE, worker.handle_message, on_failure=worker.report_failure)
+    router.register(SLACK_FORGET, worker.handle_forget, on_failure=worker.report_failure)
     if summarizer is not None:
         router.register(SLACK_SUMMARIZE, worker.handle_summarize, on_failure=worker.report_failure)
     if indexer is not None:

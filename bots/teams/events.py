@@ -9,6 +9,8 @@
   one conversation.
 - ``conversationUpdate`` that adds the bot: a welcome. Anything else (edits, reactions, invokes,
   other members joining, the bot's own activities): ignored.
+- ``forget me``: erase what is stored about the sender (the worker does it in a personal chat
+  only, and elsewhere says where to ask).
 
 The mention is removed before the question reaches the model. botbuilder's
 ``TurnContext.remove_recipient_mention`` is not used for that: it deletes the bot's *name*
@@ -53,6 +55,7 @@ PERSONAL, CHANNEL, GROUP_CHAT = "personal", "channel", "groupChat"
 
 _MESSAGE_ID = re.compile(r";messageid=(?P<root>[^;]+)", re.IGNORECASE)
 _SUMMARIZE = re.compile(r"^/?summari[sz]e(?:\s.*)?$", re.IGNORECASE | re.DOTALL)
+_FORGET = re.compile(r"^/?forget me[.!]?$", re.IGNORECASE)
 _BLANKS = re.compile(r"[ \t\u00a0]+")
 
 
@@ -60,6 +63,7 @@ class Action(StrEnum):
     ANSWER = "answer"
     WELCOME = "welcome"
     SUMMARIZE = "summarize"
+    FORGET = "forget"
     IGNORE = "ignore"
 
 
@@ -162,6 +166,8 @@ def from_activity(
         files=uploaded_files(activity, download_allowed),
     )
     action = Action.SUMMARIZE if _SUMMARIZE.match(text) else Action.ANSWER
+    if _FORGET.match(text):
+        action = Action.FORGET  # the worker erases only in a personal chat
     return TeamsEvent(
         action,
         key=key,

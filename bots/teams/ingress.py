@@ -40,11 +40,13 @@ MESSAGES_PATH = "/api/messages"
 TEAMS_MESSAGE = "teams.message"
 TEAMS_WELCOME = "teams.welcome"
 TEAMS_SUMMARIZE = "teams.summarize"
+TEAMS_FORGET = "teams.forget"
 TEAMS_FILE = "teams.file"
 _JOB_KINDS = {
     Action.ANSWER: TEAMS_MESSAGE,
     Action.WELCOME: TEAMS_WELCOME,
     Action.SUMMARIZE: TEAMS_SUMMARIZE,
+    Action.FORGET: TEAMS_FORGET,
 }
 
 

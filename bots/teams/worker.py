@@ -15,13 +15,20 @@ from botbuilder.schema import Activity, ActivityTypes
 from bots.downloads import fetch
 from bots.teams.auth import bot_identity
 from bots.teams.connector import TeamsConnector
-from bots.teams.events import ReplyTarget, is_loopback_url
-from bots.teams.ingress import TEAMS_FILE, TEAMS_MESSAGE, TEAMS_SUMMARIZE, TEAMS_WELCOME
+from bots.teams.events import PERSONAL, ReplyTarget, is_loopback_url
+from bots.teams.ingress import (
+    TEAMS_FILE,
+    TEAMS_FORGET,
+    TEAMS_MESSAGE,
+    TEAMS_SUMMARIZE,
+    TEAMS_WELCOME,
+)
 from bots.teams.sink import TeamsLimits, TeamsReplySink
 from core.assistant import Assistant
 from core.budget import LocalRateBudget
 from core.config import Settings
 from core.domain import ConversationKey, FileRef
+from core.erasure import FORGET_FAILED
 from core.errors import ChatbotError, RateLimited
 from core.files.ingest import FileIndexer
 from core.files.types import FileRejected
@@ -55,7 +62,11 @@ WELCOME = (
     "- **In a 1:1 chat:** just ask; I remember what we talked about.\n"
     "- **Summaries:** send `summarize` for what I have seen of this conversation (add `24h`, "
     "`7d` or `50` for only the latest), or `summarize file` for the latest file shared "
-    "here (`summarize file <name>` for another one)."
+    "here (`summarize file <name>` for another one).\n"
+    "- **Privacy:** send `forget me` in our 1:1 chat and I'll forget what I stored about you."
+)
+FORGET_IN_PERSONAL_CHAT = (
+    "To have me forget what I stored about you, send `forget me` in a 1:1 chat with me."
 )
 # The grammar Slack's /summarize takes (core.summary_request), without thread links: Teams
 # gives bots no channel history without Graph permissions, so a summary covers the turns the
@@ -159,6 +170,24 @@ class TeamsWorker:
             title=CONVERSATION_TITLE,
         )
 
+    def handle_forget(self, job: Job) -> None:
+        """``forget me``: erase what is stored about the sender in this tenant and say what was
+        removed, in the personal chat they asked in. Elsewhere others would read the answer, so
+        nothing is erased there and the reply says where to ask."""
+        turn = turn_from_payload(job.payload["turn"])
+        sink = self._sink(job)
+        if ReplyTarget.from_payload(job.payload).conversation_type != PERSONAL:
+            self._assistant.notify(sink, FORGET_IN_PERSONAL_CHAT)
+            return
+        key = turn.key
+        try:
+            forgotten = self._assistant.forget(key.platform, key.workspace, turn.user_id)
+        except ChatbotError as exc:
+            log.error("erasure failed", extra={"cause": exc.cause})
+            self._assistant.notify(sink, FORGET_FAILED, error=exc.cause)
+            return
+        self._assistant.notify(sink, forgotten.message)
+
     def handle_file(self, job: Job) -> None:
         """Read an uploaded file into this chat's knowledge and say so in one line."""
         assert self._indexer is not None
@@ -240,4 +269,5 @@ def install_worker(
     router.register(TEAMS_MESSAGE, worker.handle_message, on_failure=worker.report_failure)
     router.register(TEAMS_WELCOME, worker.handle_welcome)
     router.register(TEAMS_SUMMARIZE, worker.handle_summarize, on_failure=worker.report_failure)
+    router.register(TEAMS_FORGET, worker.handle_forget, on_failure=worker.report_failure)
     return worker

@@ -40,6 +40,7 @@ class ChatModel(abc.ABC):
     """One instance per process; ``stream`` is safe to call from several threads at once."""
 
     name: str = "model"
+    model_id: str = ""  # the provider's model id, where there is one (usage reports name it)
 
     @abc.abstractmethod
     def stream(self, prompt: Prompt) -> Iterator[ModelEvent]:

@@ -5,7 +5,8 @@ that, a retry would repeat or contradict text the person has already seen, so an
 becomes :class:`ModelStreamInterrupted`. Errors are sorted by what trying again could do:
 throttling and service trouble are retried (with full-jitter backoff); a rejected request or a
 missing permission is not. The client, the backoff and that sorting are shared with the
-embeddings, in :mod:`core.models.bedrock_runtime`.
+embeddings, in :mod:`core.models.bedrock_runtime`. Where the request carries prompt-cache points
+is decided in :mod:`core.models.prompt_cache`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from core.models.bedrock_runtime import (
     retrying,
     runtime_client,
 )
+from core.models.prompt_cache import cache_minimum, plan_cache_points
 from core.prompt import Prompt
 
 logger = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class BedrockChatModel(ChatModel):
         max_attempts: int = 4,
         client: Any | None = None,
         retry_wait: WaitBaseT | None = None,
+        prompt_cache: str = "auto",
     ) -> None:
         if not model_id:
             raise ValueError("model_id must not be empty")
@@ -60,6 +63,8 @@ class BedrockChatModel(ChatModel):
         self.model_id = model_id
         self.region = region
         self.max_attempts = max_attempts
+        # None: no cache points (off, or a model not known to support them under "auto").
+        self.cache_minimum = cache_minimum(model_id, prompt_cache)
         self._wait: WaitBaseT = retry_wait if retry_wait is not None else full_jitter_wait()
         if client is None:
             client = runtime_client(region, read_timeout=60)
@@ -85,12 +90,20 @@ class BedrockChatModel(ChatModel):
             inference["topP"] = settings.top_p
         if settings.stop_sequences:
             inference["stopSequences"] = list(settings.stop_sequences)
+        plan = plan_cache_points(prompt, self.cache_minimum)
+        system: list[dict[str, Any]] = [{"text": prompt.system}]
+        if plan.system:
+            system.append(_cache_point())
+        messages: list[dict[str, Any]] = []
+        for index, message in enumerate(prompt.messages):
+            content: list[dict[str, Any]] = [{"text": message.text}]
+            if index in plan.after_messages:
+                content.append(_cache_point())
+            messages.append({"role": message.role.value, "content": content})
         return {
             "modelId": self.model_id,
-            "system": [{"text": prompt.system}],
-            "messages": [
-                {"role": m.role.value, "content": [{"text": m.text}]} for m in prompt.messages
-            ],
+            "system": system,
+            "messages": messages,
             "inferenceConfig": inference,
         }
 
@@ -208,6 +221,10 @@ class _OpenStream:
             usage = event["metadata"].get("usage") or {}
             self.usage = {k: v for k, v in usage.items() if isinstance(v, int)}
         return ""
+
+
+def _cache_point() -> dict[str, Any]:
+    return {"cachePoint": {"type": "default"}}
 
 
 # --- errors ------------------------------------------------------------------------------

@@ -8,6 +8,12 @@ else differs from talking to AWS.
 Each request consumes one scripted behaviour (:meth:`BedrockStandIn.script`), first in first
 out; with none left it streams :data:`DEFAULT_ANSWER`. Every request is recorded.
 
+Prompt caching is checked as Bedrock checks it: ``cachePoint`` blocks for a model without
+prompt caching, or more than four in one request, are refused with a ``ValidationException``.
+With :attr:`BedrockStandIn.prompt_cache` set to a :class:`PromptCache`, a successful stream's
+usage is computed from the request the way Bedrock bills it (cache reads and writes included)
+instead of the behaviour's fixed figures.
+
 Responses use chunked transfer encoding with one HTTP chunk per event: urllib3 hands a chunked
 body to botocore chunk by chunk as it arrives, whereas an unchunked body is read in 64 KiB
 blocks, so events would not reach the client progressively.
@@ -16,6 +22,7 @@ blocks, so events would not reach the client progressively.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 import socket
@@ -24,19 +31,21 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote
 
 import pytest
 
+from core.text import estimate_tokens
 from tests.standins import LoopbackHttpService, TrackingHandler
 
 DEFAULT_ANSWER: tuple[str, ...] = ("Hello", " from", " the", " stand-in.")
 
 _PATH = re.compile(r"^/model/(?P<model_id>[^/?]+)/converse-stream/?(?:\?.*)?$")
 _HEADER_STRING = 7  # event-stream header value type: UTF-8 string
+_INVALID = "ValidationException"
 
 
 # --- event-stream framing -----------------------------------------------------------------
@@ -96,11 +105,13 @@ def _default_usage() -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Stream:
-    """A successful answer: one ``contentBlockDelta`` per chunk, ``delay`` seconds before each,
-    then ``contentBlockStop``, ``messageStop`` and ``metadata``."""
+    """A successful answer: one ``contentBlockDelta`` per chunk, ``delay`` seconds before each
+    (and ``first_delay`` more before the first: the model reading the prompt), then
+    ``contentBlockStop``, ``messageStop`` and ``metadata``."""
 
     chunks: list[str] = field(default_factory=lambda: list(DEFAULT_ANSWER))
     delay: float = 0.0
+    first_delay: float = 0.0
     stop_reason: str = "end_turn"
     usage: dict[str, int] = field(default_factory=_default_usage)
 
@@ -143,6 +154,111 @@ class RecordedRequest:
     headers: dict[str, str]  # names lower-cased
 
 
+# --- prompt caching -----------------------------------------------------------------------
+
+# Minimum prefix per cache point (Bedrock user guide, "Prompt caching"), by model family; the
+# stand-in's own table, matched anywhere in the model id (region prefixes and ARNs work).
+_CACHE_MINIMUMS: tuple[tuple[str, int], ...] = (
+    ("claude-haiku-4-5", 4096),
+    ("claude-opus-4-5", 4096),
+    ("claude-opus-4-6", 4096),
+    ("claude-3-5-haiku", 2048),
+    ("claude-sonnet-4", 1024),
+    ("claude-opus-4", 1024),
+    ("claude-3-7-sonnet", 1024),
+    ("amazon.nova-", 1000),
+)
+MAX_CACHE_POINTS = 4
+
+
+def cache_minimum(model_id: str) -> int | None:
+    """The model's minimum cacheable prefix, or None when it has no prompt caching."""
+    for name, minimum in _CACHE_MINIMUMS:
+        if name in model_id:
+            return minimum
+    return None
+
+
+def count_cache_points(body: dict[str, Any]) -> int:
+    blocks = list(body.get("system") or [])
+    for message in body.get("messages") or []:
+        blocks += message.get("content") or []
+    return sum(1 for block in blocks if "cachePoint" in block)
+
+
+@dataclass
+class PromptCache:
+    """Bedrock's prompt cache as its user guide describes it, per model id.
+
+    The request is read in order (system blocks, then each message's role and blocks). At each
+    ``cachePoint`` the prefix before it (the blocks' JSON, cache points left out) is a cache
+    entry if its tokens reach the model's minimum. The longest prefix found in the cache, not
+    older than ``ttl`` seconds since its last use, is read; every entry at or under the last
+    cache point is then written or refreshed. Billing: ``cacheReadInputTokens`` is the read
+    prefix, ``cacheWriteInputTokens`` what lies between it and the last cache point that
+    reached the minimum, ``inputTokens`` the rest of the request (Bedrock counts input besides
+    the cached tokens). Tokens of a text block: :func:`core.text.estimate_tokens`, the same for
+    every request whether it has cache points or not; output tokens likewise from the text
+    streamed back. Thread-safe.
+    """
+
+    ttl: float = 300.0
+    clock: Callable[[], float] = time.monotonic
+    count_tokens: Callable[[str], int] = estimate_tokens
+    _entries: dict[tuple[str, str], float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def usage(self, model_id: str, body: dict[str, Any], output: str) -> dict[str, int]:
+        points, total = self._cache_points(body)
+        minimum = cache_minimum(model_id) or 0
+        now = self.clock()
+        read = write_to = 0
+        with self._lock:
+            eligible = [(digest, tokens) for digest, tokens in points if tokens >= minimum]
+            for digest, tokens in eligible:
+                if self._entries.get((model_id, digest), float("-inf")) > now:
+                    read = max(read, tokens)
+            for digest, tokens in eligible:
+                self._entries[(model_id, digest)] = now + self.ttl
+                write_to = max(write_to, tokens)
+        write = max(0, write_to - read)
+        output_tokens = self.count_tokens(output) if output else 0
+        return {
+            "inputTokens": total - read - write,
+            "outputTokens": output_tokens,
+            "totalTokens": total + output_tokens,
+            "cacheReadInputTokens": read,
+            "cacheWriteInputTokens": write,
+        }
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def _cache_points(self, body: dict[str, Any]) -> tuple[list[tuple[str, int]], int]:
+        """(prefix digest, prefix tokens) at each cache point, and the request's tokens."""
+        digest = hashlib.sha256()
+        tokens = 0
+        points: list[tuple[str, int]] = []
+
+        def walk(blocks: list[dict[str, Any]]) -> None:
+            nonlocal tokens
+            for block in blocks:
+                if "cachePoint" in block:
+                    points.append((digest.copy().hexdigest(), tokens))
+                    continue
+                digest.update(json.dumps(block, sort_keys=True).encode("utf-8"))
+                text = block.get("text")
+                if isinstance(text, str):
+                    tokens += self.count_tokens(text)
+
+        walk(list(body.get("system") or []))
+        for message in body.get("messages") or []:
+            digest.update(f"\x00{message.get('role')}\x00".encode())
+            walk(list(message.get("content") or []))
+        return points, tokens
+
+
 # --- the server ---------------------------------------------------------------------------
 
 
@@ -166,7 +282,20 @@ class _Handler(TrackingHandler):  # HTTP/1.1: keep-alive and chunked transfer en
                 headers={k.lower(): v for k, v in self.headers.items()},
             )
         )
+        points = count_cache_points(body)
+        if points and cache_minimum(unquote(match.group("model_id"))) is None:
+            self._send_json(400, {"message": "This model doesn't support caching."}, _INVALID)
+            return
+        if points > MAX_CACHE_POINTS:
+            refusal = f"At most {MAX_CACHE_POINTS} cache points, not {points}."
+            self._send_json(400, {"message": refusal}, _INVALID)
+            return
         behaviour = standin._next_behaviour()
+        if isinstance(behaviour, Stream) and standin.prompt_cache is not None:
+            usage = standin.prompt_cache.usage(
+                unquote(match.group("model_id")), body, "".join(behaviour.chunks)
+            )
+            behaviour = replace(behaviour, usage=usage)
         try:
             self._perform(behaviour)
         except (BrokenPipeError, ConnectionResetError):
@@ -179,6 +308,8 @@ class _Handler(TrackingHandler):  # HTTP/1.1: keep-alive and chunked transfer en
         self._start_stream()
         self._write_chunk(event_message("messageStart", {"role": "assistant"}))
         delay = behaviour.delay if isinstance(behaviour, Stream) else 0.0
+        if isinstance(behaviour, Stream) and behaviour.first_delay:
+            time.sleep(behaviour.first_delay)
         for chunk in behaviour.chunks:
             if delay:
                 time.sleep(delay)
@@ -256,6 +387,8 @@ class BedrockStandIn(LoopbackHttpService):
         self._behaviours: deque[Behaviour] = deque()
         self._requests: list[RecordedRequest] = []
         self.default_behaviour: Behaviour = Stream()
+        # Set to a PromptCache to have usage computed from each request, cache included.
+        self.prompt_cache: PromptCache | None = None
 
     # scripting and inspection
 
