@@ -733,6 +733,35 @@ def test_handlers_exist_and_the_build_packages_only_runtime_code(
     assert copied == ["core bots"]
 
 
+SNAP_START_RUNTIMES = {"python3.12", "python3.13"}  # Lambda SnapStart: Python 3.12 and later
+
+
+def test_snap_start_is_an_opt_in_for_the_ingress_on_published_versions(
+    template: dict[str, Any],
+) -> None:
+    parameter = template["Parameters"]["EnableSnapStart"]
+    assert parameter["Default"] == "false" and set(parameter["AllowedValues"]) == {"true", "false"}
+    assert template["Conditions"]["SnapStartEnabled"] == {
+        "Fn::Equals": [{"Ref": "EnableSnapStart"}, "true"]
+    }
+    assert template["Globals"]["Function"]["Runtime"] in SNAP_START_RUNTIMES
+    ingress = props(template, "IngressFunction")
+    assert ingress["SnapStart"] == {
+        "Fn::If": ["SnapStartEnabled", {"ApplyOn": "PublishedVersions"}, {"Ref": "AWS::NoValue"}]
+    }
+    # SnapStart runs only on published versions: API Gateway calls an alias SAM moves to a new
+    # version on any change (toggling SnapStart included), and the version it leaves is deleted
+    # (with SnapStart, every version that exists has a cached snapshot, and is billed for it).
+    assert ingress["AutoPublishAlias"] == "live"
+    assert ingress["AutoPublishAliasAllProperties"] is True
+    assert ingress["VersionDeletionPolicy"] == "Delete"
+    # What SnapStart does not support: provisioned concurrency, EFS, ephemeral storage > 512 MB.
+    assert not {"ProvisionedConcurrencyConfig", "FileSystemConfigs"} & set(ingress)
+    assert ingress.get("EphemeralStorage", {"Size": 512})["Size"] <= 512
+    # The worker answers from a queue: no one waits on its cold start, no SnapStart cost.
+    assert "SnapStart" not in props(template, "WorkerFunction")
+
+
 # ---------------------------------------------------------------------------------- alarms
 
 

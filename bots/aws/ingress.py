@@ -2,7 +2,17 @@
 
 A thin shell in the manner of Bolt's own Lambda adapter: translate the event into an
 :class:`~bots.http.HttpRequest`, dispatch, translate the response back. The routes (with their
-Bolt app and SQS client) are built once per container, on the first request.
+SQS client) are built once per container, on the first request: they need the credentials,
+which are read from Secrets Manager then. Bolt is built only for a Slack request that needs it
+(bots/slack/ingress.py), botbuilder only for a Teams request.
+
+Under Lambda SnapStart (``AWS_LAMBDA_INITIALIZATION_TYPE=snap-start``) the init phase runs once,
+when a version is published, and every new container resumes from its snapshot: so init then
+also imports what the first request would (Bolt, the Teams ingress) and builds the SQS client,
+which moves that work out of every cold start. Credentials are still read after the restore,
+never kept in the snapshot, and the ``random`` module is re-seeded after each restore so that
+containers resumed from one snapshot do not share its state (botocore's and slack_sdk's retry
+jitter use it).
 
 The handler never raises: an exception would reach API Gateway as a bare 502. An event that is
 not an API Gateway request (missing keys, wrong types, bad base64) is answered 400, and anything
@@ -13,33 +23,42 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
+import random
 import traceback
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from bots.aws.settings import load_aws_settings
 from bots.aws.sqs import SqsJobQueue
 from bots.http import HttpRequest, HttpResponse, LazyRoute, Route, Routes
-from core.config import Settings
+from core.config import Settings, load_settings
 from core.observability import bind, configure_logging
 
 log = logging.getLogger(__name__)
 _routes: Routes | None = None
+_queue: SqsJobQueue | None = None  # built at init under SnapStart, else with the routes
 TEAMS_NOT_CONFIGURED = "Teams is not configured: this host never accepts unauthenticated activities"
+SNAP_START = "snap-start"  # AWS_LAMBDA_INITIALIZATION_TYPE of a SnapStart function's init
 
 
 def build_routes(settings: Settings) -> Routes:
     routes = Routes()
-    queue = SqsJobQueue(settings.queue_url, region=settings.aws_region)
-    if settings.slack_signing_secret and settings.slack_bot_token:
+    queue = _queue or SqsJobQueue(settings.queue_url, region=settings.aws_region)
+    slack = bool(settings.slack_signing_secret and settings.slack_bot_token)
+    teams = bool(settings.microsoft_app_id or settings.microsoft_app_password)
+    _log_platforms(settings, slack=slack, teams=teams)
+    if slack:
         from bots.slack.ingress import build_bolt_app, slack_route
 
-        app = build_bolt_app(settings, queue.enqueue)
-        routes.add("POST", "/slack/events", slack_route(app, settings.slack_signing_secret))
-    else:
-        log.error("Slack is not configured: SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN are empty")
+        # Events are enqueued without Bolt; the Bolt app is built for the first command,
+        # shortcut or interaction.
+        build_app = partial(build_bolt_app, settings, queue.enqueue)
+        route = slack_route(build_app, settings.slack_signing_secret, enqueue=queue.enqueue)
+        routes.add("POST", "/slack/events", route)
 
-    if settings.microsoft_app_id or settings.microsoft_app_password:
+    if teams:
         # Built on the first Teams request, so botbuilder never lands on a Slack cold start.
         # Never unauthenticated here: incomplete credentials fail that build loudly.
         def build_teams() -> Route:
@@ -51,9 +70,46 @@ def build_routes(settings: Settings) -> Routes:
 
         routes.add("POST", "/api/messages", LazyRoute(build_teams))
     else:
-        log.error("Teams is not configured: MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD are empty")
         routes.add("POST", "/api/messages", lambda _: HttpResponse.error(503, TEAMS_NOT_CONFIGURED))
     return routes
+
+
+def _log_platforms(settings: Settings, *, slack: bool, teams: bool) -> None:
+    """One line per cold start about a platform left out: an ERROR only when it is a mistake
+    (no platform at all, or half of Slack's credentials), INFO when a deployment simply serves
+    one platform (its other route then answers 404 for Slack, 503 for Teams)."""
+    half_slack = bool(settings.slack_signing_secret) != bool(settings.slack_bot_token)
+    if half_slack:
+        empty = "SLACK_BOT_TOKEN" if settings.slack_signing_secret else "SLACK_SIGNING_SECRET"
+        log.error("Slack is not configured: %s is empty", empty)
+    elif not (slack or teams):
+        log.error(
+            "Slack is not configured: SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN are empty, and "
+            "neither is Teams (MICROSOFT_APP_ID, MICROSOFT_APP_PASSWORD)"
+        )
+    elif not slack:
+        log.info("Slack is not configured (SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN): Teams only")
+    elif not teams:
+        log.info("Teams is not configured (MICROSOFT_APP_ID, MICROSOFT_APP_PASSWORD): Slack only")
+
+
+def prepare_snapshot() -> None:
+    """SnapStart's init: import and build now what needs no credential, so that the snapshot
+    holds it, and re-seed ``random`` after every restore."""
+    global _queue
+    configure_logging()
+    import bots.slack.ingress
+    import bots.teams.ingress  # botbuilder: free once it is in the snapshot
+
+    bots.slack.ingress.import_bolt()
+    settings = load_settings(env_file=None)  # the environment only: no secret in a snapshot
+    _queue = SqsJobQueue(settings.queue_url, region=settings.aws_region)
+    try:
+        from snapshot_restore_py import register_after_restore  # Lambda's Python runtimes
+    except ImportError:
+        log.warning("SnapStart init without snapshot_restore_py: random is not re-seeded")
+        return
+    register_after_restore(random.seed)  # no argument: fresh entropy from os.urandom
 
 
 class MalformedEvent(ValueError):
@@ -151,3 +207,7 @@ def response_to_event(response: HttpResponse) -> dict[str, Any]:
         "body": response.body.decode("utf-8", errors="replace"),
         "isBase64Encoded": False,
     }
+
+
+if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == SNAP_START:
+    prepare_snapshot()

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import parse_qsl
 
 from bots.http import HttpRequest, HttpResponse, MalformedJson, Route, parse_json
@@ -267,7 +267,7 @@ def slack_route(
 ACKNOWLEDGED = {"content-type": "text/plain;charset=utf-8"}  # what Bolt's bare ack() answers
 
 
-def _is_event_callback(payload: object) -> bool:
+def _is_event_callback(payload: object) -> TypeGuard[dict[str, Any]]:
     """An Events API callback the event listeners read: Bolt's own test (``event_callback``
     with an event that has a type), so that any other shape still meets Bolt's answer."""
     if not (isinstance(payload, dict) and payload.get("type") == "event_callback"):
