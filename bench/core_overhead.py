@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bench.common import (
     machine_info,
@@ -41,7 +41,7 @@ from bench.common import (
 )
 from core.assistant import Assistant
 from core.config import Settings
-from core.domain import ConversationKey, Reply, Role, SourceCitation, Turn
+from core.domain import ConversationKey, Reply, Role, Turn
 from core.history.sqlite import SqliteHistoryStore
 from core.models.base import ChatModel, ModelEvent, StreamEnd, TextDelta
 from core.observability import configure_logging
@@ -189,12 +189,10 @@ class TimedHistory(SqliteHistoryStore):
 class TimedPacer(ReplyPacer):
     deliver_s = 0.0
 
-    def deliver(
-        self, events: Iterable[ModelEvent], *, sources: tuple[SourceCitation, ...] = ()
-    ) -> Reply:
+    def deliver(self, events: Iterable[ModelEvent], **options: Any) -> Reply:
         started = clock()
         try:
-            return super().deliver(events, sources=sources)
+            return super().deliver(events, **options)
         finally:
             TimedPacer.deliver_s += clock() - started
 

@@ -65,6 +65,21 @@ class ConditionFailed(StoreError):
     cause = "condition_failed"
 
 
+def create_table(client: Any, definition: dict[str, Any], *, ttl_attribute: str) -> None:
+    """Create a table from its ``CreateTable`` arguments, wait until it exists, and turn on TTL
+    for ``ttl_attribute``. Errors are botocore's own: this is tooling, run by people and tests,
+    not by the service."""
+    name = definition["TableName"]
+    client.create_table(**definition)
+    client.get_waiter("table_exists").wait(
+        TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )
+    client.update_time_to_live(
+        TableName=name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute},
+    )
+
+
 def make_client(region: str) -> Any:
     """The DynamoDB client a store builds once per process (``AWS_ENDPOINT_URL_DYNAMODB``
     points it elsewhere)."""

@@ -59,18 +59,8 @@ def table_definition(table_name: str) -> dict[str, Any]:
 
 
 def create_table(client: Any, table_name: str) -> None:
-    """Create the history table, wait until it exists, and turn on TTL for ``expires_at``.
-
-    Errors are botocore's own: this is tooling, run by people and tests, not by the service.
-    """
-    client.create_table(**table_definition(table_name))
-    client.get_waiter("table_exists").wait(
-        TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
-    )
-    client.update_time_to_live(
-        TableName=table_name,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
-    )
+    """Create the history table with TTL on ``{TTL_ATTRIBUTE}`` (tooling and tests)."""
+    dynamodb.create_table(client, table_definition(table_name), ttl_attribute=TTL_ATTRIBUTE)
 
 
 def conversation_pk(key: ConversationKey) -> str:

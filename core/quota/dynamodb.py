@@ -49,15 +49,8 @@ def table_definition(table_name: str) -> dict[str, Any]:
 
 
 def create_table(client: Any, table_name: str) -> None:
-    """Create the quota table, wait until it exists, and turn on TTL (tooling and tests)."""
-    client.create_table(**table_definition(table_name))
-    client.get_waiter("table_exists").wait(
-        TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
-    )
-    client.update_time_to_live(
-        TableName=table_name,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
-    )
+    """Create the quota table with TTL on ``{TTL_ATTRIBUTE}`` (tooling and tests)."""
+    dynamodb.create_table(client, table_definition(table_name), ttl_attribute=TTL_ATTRIBUTE)
 
 
 class DynamoDbQuotaStore(QuotaStore):
