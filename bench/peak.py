@@ -2,9 +2,12 @@
 
 Each round starts a fresh host as a subprocess, fires N signed ``app_mention`` events at it at
 the same moment (one HTTP connection each), and waits until every answer is final in Slack or a
-cap passes. Two hosts are measured per round, in the same run, at the same N:
+cap passes. Three hosts are measured per round, in the same run, at the same N:
 
-- **ours**: ``chatbot serve``, as shipped.
+- **native**: ``chatbot serve``, as shipped: Slack's native streaming (``chat.startStream`` /
+  ``appendStream`` / ``stopStream``, a loading status before the first text).
+- **paced**: ``chatbot serve`` with ``CHATBOT_SLACK_STREAMING=off``: a placeholder and paced
+  ``chat.update`` edits under our rate budget (the fallback where Slack will not stream).
 - **baseline**: the same host with the reply path of a naive Slack GPT bot
   (``python -m bench.peak_baseline serve``): a placeholder, ``chat.update`` every 8 deltas and
   at the end, no budget, giving up at the first error.
@@ -72,14 +75,25 @@ clock = time.monotonic
 
 ROUNDS = (1, 10, 50)
 QUICK_ROUNDS = (1, 10)
-SIDES = ("ours", "baseline")
+SIDES = ("native", "paced", "baseline")
+OURS = ("native", "paced")  # the sides that run our reply path (targets apply to both)
+STREAMING = {"native": "auto", "paced": "off", "baseline": "off"}  # CHATBOT_SLACK_STREAMING
+REPLY_METHODS = (
+    "chat.postMessage",
+    "chat.update",
+    "chat.startStream",
+    "chat.appendStream",
+    "chat.stopStream",
+    "assistant.threads.setStatus",
+)
+STREAM_METHODS = frozenset({"chat.startStream", "chat.appendStream", "chat.stopStream"})
 PER_CHANNEL = 2  # at most two answers share a channel: chat.postMessage is limited per channel
 # A round ends when every answer is final, when every job has ended, or at a cap: generous at
 # N=50 (whose target is 90 s), shorter below, where answers need seconds.
 CAP_S = 240.0
 SMALL_CAP_S = 90.0
 QUIET_S = 75.0  # ... or when the model is done and Slack has heard nothing for this long
-SLACK_LATENCY_S = 0.1  # on chat.postMessage and chat.update, before the answer is sent back
+SLACK_LATENCY_S = 0.1  # on every reply method, before the answer is sent back
 ACK_LIMIT_S = 3.0  # Slack retries an event not acknowledged within 3 s
 HOST_START_TIMEOUT_S = 60.0
 
@@ -88,7 +102,7 @@ BOT_TOKEN = "xoxb-bench-dummy"
 BOT_USER = slack_requests.DEFAULT_BOT_USER
 ASKER = "U1"
 
-# Targets at N=50, for ours.
+# Targets at N=50, for ours (native and paced).
 TARGET_N = 50
 TARGET_429_PCT = 1.0
 TARGET_FIRST_VISIBLE_P95_S = 1.0
@@ -129,6 +143,7 @@ class SlackTiers:
     update_per_minute: int = 50
     post_per_second: float = 1.0
     post_burst: int = 3
+    append_per_minute: int = 100
 
 
 # -- the model stand-in --------------------------------------------------------------------------
@@ -231,7 +246,9 @@ def host_command(side: str) -> list[str]:
     )
 
 
-def host_env(*, slack_api_url: str, model_url: str, data_dir: Path, port: int) -> dict[str, str]:
+def host_env(
+    *, slack_api_url: str, model_url: str, data_dir: Path, port: int, streaming: str = "auto"
+) -> dict[str, str]:
     """The host's environment: dummy credentials, every endpoint on 127.0.0.1."""
     env = {
         k: v
@@ -247,6 +264,7 @@ def host_env(*, slack_api_url: str, model_url: str, data_dir: Path, port: int) -
             "CHATBOT_HOST": "127.0.0.1",
             "CHATBOT_PORT": str(port),
             "CHATBOT_LLM": "bedrock",
+            "CHATBOT_SLACK_STREAMING": streaming,
             "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": model_url,
             "AWS_REGION": "us-east-1",
             "AWS_DEFAULT_REGION": "us-east-1",
@@ -498,7 +516,8 @@ class Trace:
     """One answer as Slack saw it (arrival times of accepted calls)."""
 
     mention: Mention
-    placeholder_at: float = math.inf  # first accepted chat.postMessage in the thread
+    # first accepted chat.postMessage, chat.startStream or status in the thread
+    placeholder_at: float = math.inf
     first_text_at: float = math.inf  # first accepted call showing the answer's first words
     final_at: float = math.inf  # first accepted call showing the whole answer
     complete: bool = False  # at the end: a message in the thread shows the whole answer
@@ -521,6 +540,7 @@ class Tracker:
         self.first_words = first_words
         self.traces = {(m.channel, m.ts): Trace(m) for m in mentions}
         self._by_message: dict[tuple[str, str], Trace] = {}
+        self._streamed: dict[tuple[str, str], str] = {}  # a streamed message's text so far
         self._seen = 0
         self.finals = 0
         self.last_call_at = -math.inf
@@ -535,25 +555,41 @@ class Tracker:
         if call.status != 200 or not call.ok:
             return
         channel = str(call.params.get("channel") or "")
-        if call.method == "chat.postMessage":
+        method = call.method
+        final = method in ("chat.postMessage", "chat.update", "chat.stopStream")
+        if method == "assistant.threads.setStatus":  # the native path's first visible sign
+            where = (str(call.params.get("channel_id") or ""), str(call.params.get("thread_ts")))
+            status_of = self.traces.get(where)
+            if status_of is not None and call.params.get("status"):
+                status_of.placeholder_at = min(status_of.placeholder_at, call.at)
+            return
+        if method in ("chat.postMessage", "chat.startStream"):
             trace = self.traces.get((channel, str(call.params.get("thread_ts") or "")))
             if trace is None:
                 return
-            self._by_message[(channel, str(call.response.get("ts") or ""))] = trace
+            message = (channel, str(call.response.get("ts") or ""))
+            self._by_message[message] = trace
             trace.placeholder_at = min(trace.placeholder_at, call.at)
-        elif call.method == "chat.update":
-            found = self._by_message.get((channel, str(call.params.get("ts") or "")))
+        elif method in ("chat.update", "chat.appendStream", "chat.stopStream"):
+            message = (channel, str(call.params.get("ts") or ""))
+            found = self._by_message.get(message)
             if found is None:
                 return
             trace = found
         else:
             return
-        texts = shown_texts(call.params)
+        if method in STREAM_METHODS:
+            streamed = self._streamed.get(message, "") + str(call.params.get("markdown_text") or "")
+            self._streamed[message] = streamed
+            texts = [streamed]
+        else:
+            texts = shown_texts(call.params)
         shown = max((_common_prefix(t, self.answer) for t in texts), default=0)
         trace.shown.append((call.at, shown))
         if any(t.startswith(self.first_words) for t in texts):
             trace.first_text_at = min(trace.first_text_at, call.at)
-        if self.answer in texts and trace.final_at == math.inf:
+        # Final: a message that shows the whole answer and is no longer streaming.
+        if final and self.answer in texts and trace.final_at == math.inf:
             trace.final_at = call.at
             self.finals += 1
 
@@ -583,9 +619,11 @@ class RoundResult:
     slack_calls: int
     posts: int
     updates: int
+    streams: int  # chat.startStream + chat.appendStream + chat.stopStream
+    statuses: int  # assistant.threads.setStatus
     rate_limited: int  # calls answered 429
     rate_limited_by_method: dict[str, int]
-    first_visible_s: list[float]  # ack -> first accepted chat.postMessage in the thread
+    first_visible_s: list[float]  # ack -> first accepted post, stream start or status in the thread
     text_visible_s: list[float]  # model's first delta -> first accepted call showing text
     final_s: list[float]  # burst -> the whole answer shown, for answers that got there
     final_after_model_s: list[float]  # the model's last event -> the whole answer shown
@@ -600,6 +638,10 @@ class RoundResult:
     host_other_lines: dict[str, int] = field(default_factory=dict)
     host_exceptions: dict[str, int] = field(default_factory=dict)
     host_settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def calls_per_answer(self) -> float:
+        return self.slack_calls / self.n if self.n else math.nan
 
     @property
     def rate_limited_pct(self) -> float:
@@ -630,12 +672,21 @@ def run_round(
         PacedBedrock(pace) as model,
         tempfile.TemporaryDirectory(prefix="bench-peak-") as tmp,
     ):
-        for method in ("chat.postMessage", "chat.update"):
+        for method in REPLY_METHODS:
             slack.set_latency(method, slack_latency_s)
-        slack.enforce_rate_limits(tiers.update_per_minute, tiers.post_per_second, tiers.post_burst)
+        slack.enforce_rate_limits(
+            tiers.update_per_minute,
+            tiers.post_per_second,
+            tiers.post_burst,
+            tiers.append_per_minute,
+        )
         port = free_port()
         env = host_env(
-            slack_api_url=slack.api_url, model_url=model.url, data_dir=Path(tmp), port=port
+            slack_api_url=slack.api_url,
+            model_url=model.url,
+            data_dir=Path(tmp),
+            port=port,
+            streaming=STREAMING[side],
         )
         host = Host(side, env, port)
         host.start()
@@ -724,6 +775,8 @@ def _result(
         slack_calls=len(calls),
         posts=sum(c.method == "chat.postMessage" for c in calls),
         updates=sum(c.method == "chat.update" for c in calls),
+        streams=sum(c.method in STREAM_METHODS for c in calls),
+        statuses=sum(c.method == "assistant.threads.setStatus" for c in calls),
         rate_limited=sum(c.status == 429 for c in calls),
         rate_limited_by_method=refused,
         first_visible_s=[
@@ -790,70 +843,68 @@ def _ratio(ours: float, base: float) -> str:
     return ratio(ours, base)
 
 
-def round_table(ours: RoundResult, base: RoundResult) -> str:
-    def both(fn: Any) -> list[str]:
-        return [fn(ours), fn(base)]
+def round_table(native: RoundResult, paced: RoundResult, base: RoundResult) -> str:
+    """One round's measures per side, with native against paced and paced against baseline."""
+
+    def row(name: str, fn: Any, key: Any = None) -> list[str]:
+        ratios = ["", ""]
+        if key is not None:
+            ratios = [_ratio(key(native), key(paced)), _ratio(key(paced), key(base))]
+        return [name, fn(native), fn(paced), fn(base), *ratios]
+
+    def spread(values: Any) -> Any:
+        return lambda r: f"{secs(p50(values(r)))} / {secs(p95(values(r)))}"
 
     rows = [
-        ["answers complete", *both(lambda r: f"{r.complete}/{r.n}"), ""],
-        [
+        row("answers complete", lambda r: f"{r.complete}/{r.n}"),
+        row(
             "ingress connection errors",
-            *both(lambda r: str(r.connection_errors) + _kinds(r.error_kinds)),
-            "",
-        ],
-        ["acks not 2xx / over 3 s", *both(lambda r: f"{r.bad_acks} / {r.slow_acks}"), ""],
-        [
-            "ack p50 / p95",
-            *both(lambda r: f"{secs(p50(r.ack_s))} / {secs(p95(r.ack_s))}"),
-            _ratio(p95(ours.ack_s), p95(base.ack_s)),
-        ],
-        [
-            "Slack calls: chat.postMessage + chat.update",
-            *both(lambda r: f"{r.posts} + {r.updates}"),
-            _ratio(ours.slack_calls, base.slack_calls),
-        ],
-        ["429s / Slack calls", *both(_pct), ""],
-        [
-            "first visible message p50 / p95 (from ack)",
-            *both(lambda r: f"{secs(p50(r.first_visible_s))} / {secs(p95(r.first_visible_s))}"),
-            _ratio(p95(ours.first_visible_s), p95(base.first_visible_s)),
-        ],
-        [
+            lambda r: str(r.connection_errors) + _kinds(r.error_kinds),
+        ),
+        row("acks not 2xx / over 3 s", lambda r: f"{r.bad_acks} / {r.slow_acks}"),
+        row("ack p50 / p95", spread(lambda r: r.ack_s), lambda r: p95(r.ack_s)),
+        row(
+            "Slack API calls per answer",
+            lambda r: f"{r.calls_per_answer:.1f}",
+            lambda r: r.calls_per_answer,
+        ),
+        row(
+            "Slack calls: postMessage + update + stream (start, append, stop) + status",
+            lambda r: f"{r.posts} + {r.updates} + {r.streams} + {r.statuses}",
+        ),
+        row("429s / Slack calls", _pct),
+        row(
+            "first visible sign p50 / p95 (from ack)",
+            spread(lambda r: r.first_visible_s),
+            lambda r: p95(r.first_visible_s),
+        ),
+        row(
             "first token → visible text p50 / p95",
-            *both(lambda r: f"{secs(p50(r.text_visible_s))} / {secs(p95(r.text_visible_s))}"),
-            _ratio(p95(ours.text_visible_s), p95(base.text_visible_s)),
-        ],
-        [
+            spread(lambda r: r.text_visible_s),
+            lambda r: p95(r.text_visible_s),
+        ),
+        row(
             "share of the answer shown when the model finished, p50 / min",
-            *both(
-                lambda r: (
-                    f"{_share(p50(r.shown_at_model_end))} / "
-                    f"{_share(min(r.shown_at_model_end, default=math.nan))}"
-                )
+            lambda r: (
+                f"{_share(p50(r.shown_at_model_end))} / "
+                f"{_share(min(r.shown_at_model_end, default=math.nan))}"
             ),
-            "",
-        ],
-        [
+        ),
+        row(
             "model done → answer final p50 / p95",
-            *both(
-                lambda r: f"{secs(p50(r.final_after_model_s))} / {secs(p95(r.final_after_model_s))}"
-            ),
-            _ratio(p95(ours.final_after_model_s), p95(base.final_after_model_s)),
-        ],
-        [
-            "burst → last answer final",
-            *both(_last_final),
-            _ratio(ours.last_final_s, base.last_final_s),
-        ],
-        [
+            spread(lambda r: r.final_after_model_s),
+            lambda r: p95(r.final_after_model_s),
+        ),
+        row("burst → last answer final", _last_final, lambda r: r.last_final_s),
+        row(
             "host peak resident memory (VmHWM)",
-            *both(lambda r: mib(r.memory_kb.get("VmHWM"))),
-            _ratio(ours.memory_kb.get("VmHWM", math.nan), base.memory_kb.get("VmHWM", math.nan)),
-        ],
-        ["round ended by", *both(lambda r: f"{r.ended_by} after {r.duration_s:.0f} s"), ""],
+            lambda r: mib(r.memory_kb.get("VmHWM")),
+            lambda r: r.memory_kb.get("VmHWM", math.nan),
+        ),
+        row("round ended by", lambda r: f"{r.ended_by} after {r.duration_s:.0f} s"),
     ]
     return markdown_table(
-        ["measure", "ours", "baseline", "ours/baseline (p95 where two figures)"], rows
+        ["measure", "native", "paced", "baseline", "native/paced", "paced/baseline"], rows
     )
 
 
@@ -865,67 +916,93 @@ def _kinds(kinds: Mapping[str, int]) -> str:
     return " (" + ", ".join(f"{k} ×{v}" for k, v in kinds.items()) + ")" if kinds else ""
 
 
-def targets(ours: RoundResult, base: RoundResult) -> tuple[str, list[str]]:
-    """The summary at :data:`TARGET_N`: each target with its verdict, and the misses."""
-    checks = [
-        (
-            "answers complete",
-            f"{ours.complete}/{ours.n}",
-            f"{base.complete}/{base.n}",
-            f"{ours.n}/{ours.n}",
-            ours.complete == ours.n,
-        ),
+def _checks(r: RoundResult) -> list[tuple[str, str, str, bool]]:
+    """(target name, figure, target, met) for one of our sides."""
+    return [
+        ("answers complete", f"{r.complete}/{r.n}", f"{r.n}/{r.n}", r.complete == r.n),
         (
             "ingress connection errors",
-            str(ours.connection_errors),
-            str(base.connection_errors),
+            str(r.connection_errors),
             "0",
-            ours.connection_errors == 0,
+            r.connection_errors == 0,
         ),
         (
             "429s / Slack calls",
-            _pct(ours),
-            _pct(base),
+            _pct(r),
             f"≤ {TARGET_429_PCT:.0f}%",
-            ours.rate_limited_pct <= TARGET_429_PCT,
+            r.rate_limited_pct <= TARGET_429_PCT,
         ),
         (
-            "first visible message p95, from the ack",
-            secs(p95(ours.first_visible_s)),
-            secs(p95(base.first_visible_s)),
+            "first visible sign p95, from the ack",
+            secs(p95(r.first_visible_s)),
             f"≤ {TARGET_FIRST_VISIBLE_P95_S:.1f} s",
-            len(ours.first_visible_s) == ours.n
-            and p95(ours.first_visible_s) <= TARGET_FIRST_VISIBLE_P95_S,
+            len(r.first_visible_s) == r.n and p95(r.first_visible_s) <= TARGET_FIRST_VISIBLE_P95_S,
         ),
         (
             "first token → visible text p95",
-            secs(p95(ours.text_visible_s)),
-            secs(p95(base.text_visible_s)),
+            secs(p95(r.text_visible_s)),
             f"≤ {TARGET_TEXT_P95_S:.1f} s",
-            len(ours.text_visible_s) == ours.n and p95(ours.text_visible_s) <= TARGET_TEXT_P95_S,
+            len(r.text_visible_s) == r.n and p95(r.text_visible_s) <= TARGET_TEXT_P95_S,
         ),
         (
             "burst → last answer final",
-            _last_final(ours),
-            _last_final(base),
+            _last_final(r),
             f"≤ {TARGET_LAST_FINAL_S:.0f} s",
-            ours.last_final_s <= TARGET_LAST_FINAL_S,
+            r.last_final_s <= TARGET_LAST_FINAL_S,
         ),
     ]
-    rows = [[name, o, b, target, verdict(ok)] for name, o, b, target, ok in checks]
+
+
+def targets(native: RoundResult, paced: RoundResult, base: RoundResult) -> tuple[str, list[str]]:
+    """The summary at :data:`TARGET_N`: each target with its verdict for native and for paced,
+    and the misses (named with the side)."""
+    ours = {"native": _checks(native), "paced": _checks(paced)}
+    rows = []
+    for i, (name, _, target, _) in enumerate(ours["native"]):
+        n_fig, n_ok = ours["native"][i][1], ours["native"][i][3]
+        p_fig, p_ok = ours["paced"][i][1], ours["paced"][i][3]
+        b_fig = _checks(base)[i][1]
+        rows.append([name, n_fig, p_fig, b_fig, target, verdict(n_ok), verdict(p_ok)])
     rows.append(
         [
-            "host peak resident memory (VmHWM)",
-            mib(ours.memory_kb.get("VmHWM")),
-            mib(base.memory_kb.get("VmHWM")),
-            "(reported; ratio "
-            + _ratio(ours.memory_kb.get("VmHWM", math.nan), base.memory_kb.get("VmHWM", math.nan))
+            "Slack API calls per answer",
+            f"{native.calls_per_answer:.1f}",
+            f"{paced.calls_per_answer:.1f}",
+            f"{base.calls_per_answer:.1f}",
+            "(reported; native/paced "
+            + _ratio(native.calls_per_answer, paced.calls_per_answer)
             + ")",
+            "",
             "",
         ]
     )
-    table = markdown_table([f"at N={ours.n} (ours)", "ours", "baseline", "target", "result"], rows)
-    return table, [name for name, *_, ok in checks if not ok]
+    rows.append(
+        [
+            "host peak resident memory (VmHWM)",
+            mib(native.memory_kb.get("VmHWM")),
+            mib(paced.memory_kb.get("VmHWM")),
+            mib(base.memory_kb.get("VmHWM")),
+            "(reported)",
+            "",
+            "",
+        ]
+    )
+    table = markdown_table(
+        [
+            f"at N={native.n}",
+            "native",
+            "paced",
+            "baseline",
+            "target",
+            "native result",
+            "paced result",
+        ],
+        rows,
+    )
+    misses = [
+        f"{name} ({side})" for side, checks in ours.items() for name, _, _, ok in checks if not ok
+    ]
+    return table, misses
 
 
 def host_notes(results: Sequence[RoundResult]) -> str:
@@ -948,14 +1025,14 @@ def report(results: Sequence[RoundResult], took: float, *, pace: ModelPace) -> t
     rounds = sorted({r.n for r in results})
     tables = []
     for n in rounds:
-        ours, base = by[("ours", n)], by[("baseline", n)]
+        native, paced, base = (by[(side, n)] for side in SIDES)
         tables.append(
-            f"### N = {n} ({ours.channels} channel{'s' if ours.channels > 1 else ''})\n\n"
-            + round_table(ours, base)
+            f"### N = {n} ({native.channels} channel{'s' if native.channels > 1 else ''})\n\n"
+            + round_table(native, paced, base)
         )
     misses: list[str] = []
-    if ("ours", TARGET_N) in by:
-        summary, misses = targets(by[("ours", TARGET_N)], by[("baseline", TARGET_N)])
+    if all((side, TARGET_N) in by for side in SIDES):
+        summary, misses = targets(*(by[(side, TARGET_N)] for side in SIDES))
     else:
         summary = f"(no N={TARGET_N} round in this run: targets not evaluated)"
     workers = next(
@@ -975,7 +1052,11 @@ Reproduce: `.venv/bin/python -m bench.peak` (this run took {took:.0f} s; `--quic
 {chr(10).join(tables)}
 
 **What runs.** Per round and per side a fresh host subprocess on a free 127.0.0.1 port:
-**ours** is `chatbot serve`; the **baseline** is `python -m bench.peak_baseline serve`, the same
+**native** is `chatbot serve` as shipped (`CHATBOT_SLACK_STREAMING=auto`: a loading status with
+`assistant.threads.setStatus`, then `chat.startStream`, `chat.appendStream` and `chat.stopStream`
+with the sources and feedback buttons); **paced** is the same with `CHATBOT_SLACK_STREAMING=off`
+(a placeholder, then paced `chat.update` edits under the rate budget: the path replies take where
+Slack will not stream); the **baseline** is `python -m bench.peak_baseline serve`, the same
 host (ingress, in-process queue, worker, history, prompt, Bedrock client) whose Slack replies take
 the path popular Slack GPT bots take: post a placeholder, `chat.update` the whole text every 8
 deltas and at the end, no rate budget, a `WebClient` with no retry handlers, and give up at the
@@ -997,9 +1078,12 @@ or at a cap ({CAP_S:.0f} s at N={TARGET_N}, {SMALL_CAP_S:.0f} s below); then the
 **Slack** is `tests/standins/slack.py` with its rate tiers on: `chat.update` at most
 {tiers.update_per_minute} accepted calls in any sliding 60 s window for the workspace (Tier 3);
 `chat.postMessage` a token bucket per channel, {tiers.post_burst} deep, refilling at
-{tiers.post_per_second:g} a second. Over a limit: HTTP 429, `ratelimited`, `Retry-After` in whole
-seconds; a refused call does not count toward the limit. Both methods answer after
-{SLACK_LATENCY_S * 1000:.0f} ms. **The model** streams the same answer to every request:
+{tiers.post_per_second:g} a second, shared with `chat.startStream` (it posts a message);
+`chat.appendStream` at most {tiers.append_per_minute} in any 60 s for the workspace (Tier 4).
+Over a limit: HTTP 429, `ratelimited`, `Retry-After` in whole seconds; a refused call does not
+count toward the limit. Every reply method (posts, edits, the three streaming methods and
+`assistant.threads.setStatus`) answers after {SLACK_LATENCY_S * 1000:.0f} ms. **The model**
+streams the same answer to every request:
 `messageStart` at once, the first of {pace.deltas} text deltas after {pace.ttft:.1f} s, then one
 every {pace.gap * 1000:.0f} ms (about {pace.ttft + (pace.deltas - 1) * pace.gap:.1f} s per answer,
 {len(answer)} characters), then `messageStop` and `metadata` with usage. It streams each answer on
@@ -1009,20 +1093,25 @@ its own thread, so fifty streams run side by side.
 end, a bot message in the mention's thread whose text (or markdown block) is exactly the whole
 answer. *Ingress connection errors*: bursts that got no HTTP response (refused, reset, timed
 out after 30 s). *429s / Slack calls*: every call the stand-in recorded in the round.
-*First visible message*: from the mention's ack (its HTTP response read) to the arrival of the
-first accepted `chat.postMessage` in its thread (negative when the placeholder arrives before the
-client has read the ack). *First token → visible text*: from the model stand-in sending that
+*Slack API calls per answer*: every call of the round over N. *First visible sign*: from the
+mention's ack (its HTTP response read) to the arrival of the first accepted call that shows
+something in its thread: the placeholder's `chat.postMessage` (paced, baseline), the loading
+status or the stream's start (native); negative when it arrives before the client has read the
+ack. *First token → visible text*: from the model stand-in sending that
 answer's first delta (answers matched by a marker in the question) to the arrival of the first
 accepted call in the thread whose text begins with the answer's first word. *Share of the
 answer shown when the model finished*: the longest prefix of the answer that an accepted call in
 the thread had put on screen by the time the model stand-in sent that answer's last event (none
 for an answer whose stream was abandoned: the baseline closes it when it gives up).
 *Model done → answer final*: from the model stand-in's last event of that answer to the arrival
-of the call that made the answer whole in Slack: how long a finished answer waits for Slack's
-budget. *Burst → last answer final*: from the barrier to the arrival of the last call that made
-an answer whole. *Peak resident memory*: `VmHWM` of the host process at the end of the round.
-The 50-answer round cannot end much before a minute for ours: Tier 3 allows 50 `chat.update` a
+of the call that made the answer whole and final in Slack (for native, the `chat.stopStream`
+that ends a stream whose text is the whole answer): how long a finished answer waits for Slack's
+budget. *Burst → last answer final*: from the barrier to the arrival of the last such call.
+*Peak resident memory*: `VmHWM` of the host process at the end of the round.
+The paced 50-answer round cannot end much before a minute: Tier 3 allows 50 `chat.update` a
 minute for the whole workspace, and 50 answers each need a visible first edit and a final one.
+Native streaming is not bound by it: its appends and stops count against Tier 4 (100 a minute),
+and its first text rides on `chat.startStream`, counted per channel.
 
 **Host log** (warnings and errors the hosts wrote, per round):
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import secrets
 import signal
 import sys
 import time
 import uuid
 from dataclasses import replace
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -61,25 +63,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> int:
-    from bots.local.app import build_local_app
-    from bots.local.server import LocalServer
+    from bots.local.app import start_local
 
     configure_logging("INFO")
     settings = replace(settings, host=host or settings.host, port=port or settings.port)
-    app = build_local_app(settings)
     try:
-        server = LocalServer(
-            (settings.host, settings.port),
-            app.routes,
-            allowed_hosts=settings.allowed_hosts,
-            token=secrets.token_urlsafe(32),  # this run's key to /local/* off loopback
-        )
+        # The key to the playground (always) and to /local/* off loopback.
+        server, app = start_local(settings, token=local_token(settings.data_dir))
     except OSError as exc:
+        # Nothing was built: jobs left by the last run wait in the queue file.
         print(
             f"chatbot: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
             file=sys.stderr,
         )
-        app.close(drain_seconds=0)  # jobs left by the last run wait in the queue file
         return 2
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -87,24 +83,29 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     socket_mode = None
-    if settings.slack_app_token and app.slack_app is not None:
+    # The app's settings: with the playground, Slack may run against its emulator instead.
+    if app.settings.slack_app_token and app.slack_app is not None:
         from bots.slack.socket_mode import start_socket_mode
 
-        socket_mode = start_socket_mode(app.slack_app, settings.slack_app_token)
+        socket_mode = start_socket_mode(app.slack_app, app.settings.slack_app_token)
     log.info(
         "chatbot serving",
-        extra={"url": server.url, "routes": app.routes.paths, "settings": settings.redacted()},
+        extra={
+            "url": server.url,
+            "routes": app.routes.paths,
+            "settings": app.settings.redacted(),
+        },
     )
+    # One line, and the one URL a newcomer needs: the playground with this run's token
+    # (printed, never logged). Reached from elsewhere, /local/* takes the same token.
+    token = server.guard.token
+    remote = f"; from other machines /local/* needs Authorization: Bearer {token}"
     print(
-        f"chatbot: serving on {server.url} (llm={settings.llm}, store={settings.store})",
+        f"chatbot: serving on {server.self_url}/?token={token} "
+        f"(llm={settings.llm}, store={settings.store})"
+        + (remote if server.guard.needs_token else ""),
         file=sys.stderr,
     )
-    if server.guard.needs_token:  # printed once, never logged
-        print(
-            f"chatbot: /local/* on {server.url} needs this run's token: "
-            f"Authorization: Bearer {server.guard.token}",
-            file=sys.stderr,
-        )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -151,6 +152,32 @@ def _ask(settings: Settings, args: argparse.Namespace) -> int:
     )
     reply = assistant.answer(turn, TerminalSink())
     return 0 if reply.complete else 1
+
+
+TOKEN_FILE = "local-token"  # noqa: S105 - a file name in CHATBOT_DATA_DIR, not a secret
+
+
+def local_token(data_dir: Path) -> str:
+    """The local host's token, kept in the data directory (readable by its owner only) so that
+    a playground page left open across a restart of ``chatbot serve`` reconnects with the URL it
+    already has. Deleting the file gives the next run a new token. A data directory that cannot
+    be written gives this run a token of its own."""
+    path = data_dir / TOKEN_FILE
+    try:
+        token = path.read_text(encoding="ascii").strip()
+        if len(token) >= 32:
+            return token
+    except (OSError, UnicodeDecodeError):
+        pass
+    token = secrets.token_urlsafe(32)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="ascii") as file:
+            file.write(token)
+    except OSError:
+        log.warning("could not keep the local token; it lasts this run only")
+    return token
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import json
 import logging
 import threading
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,9 +76,14 @@ class HttpRequest:
 
 @dataclass(frozen=True, slots=True)
 class HttpResponse:
+    """``stream``: a long-lived answer (Server-Sent Events), written chunk by chunk as it yields
+    and the connection closed after; only the local host serves one (the Lambda handler has no
+    route that returns it). ``body`` is then ignored."""
+
     status: int
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
+    stream: Iterable[bytes] | None = None
 
     @classmethod
     def json(
@@ -117,23 +122,61 @@ class LazyRoute:
 
 
 class Routes:
-    """(method, path) → route. Adapters add theirs at start-up; hosts only dispatch."""
+    """(method, path) → route. Adapters add theirs at start-up; hosts only dispatch.
+
+    A path ending in ``/`` added with ``prefix=True`` serves every path under it (the local
+    host's emulators take ``/playground/slack/api/<method>``); an exact path wins over a
+    prefix, and a longer prefix over a shorter one. ``max_body`` lets a route take bodies
+    larger than the host's default limit (file uploads); hosts ask :meth:`max_body`.
+    """
 
     def __init__(self) -> None:
         self._routes: dict[tuple[str, str], Route] = {}
+        self._prefixes: dict[tuple[str, str], Route] = {}
+        self._max_body: dict[tuple[str, str], int] = {}
 
-    def add(self, method: str, path: str, route: Route) -> None:
+    def add(
+        self,
+        method: str,
+        path: str,
+        route: Route,
+        *,
+        prefix: bool = False,
+        max_body: int | None = None,
+    ) -> None:
         key = (method.upper(), path)
-        if key in self._routes:
+        table = self._prefixes if prefix else self._routes
+        if prefix and not path.endswith("/"):
+            raise ValueError(f"a prefix route ends with '/': {path}")
+        if key in table:
             raise ValueError(f"{method} {path} is already routed")
-        self._routes[key] = route
+        table[key] = route
+        if max_body is not None:
+            self._max_body[key] = max_body
+
+    def max_body(self, method: str, path: str) -> int | None:
+        """The body limit the route for (method, path) asked for, if it asked for one."""
+        found = self._find(method, path)
+        return None if found is None else self._max_body.get(found[0])
+
+    def _find(self, method: str, path: str) -> tuple[tuple[str, str], Route] | None:
+        key = (method.upper(), path)
+        route = self._routes.get(key)
+        if route is not None:
+            return key, route
+        best: tuple[tuple[str, str], Route] | None = None
+        for (m, p), candidate in self._prefixes.items():
+            if m == key[0] and path.startswith(p) and (best is None or len(p) > len(best[0][1])):
+                best = (m, p), candidate
+        return best
 
     def dispatch(self, request: HttpRequest) -> HttpResponse:
         """The route's response. Routes map the errors they can name to statuses themselves;
         anything else is a bug, answered with a plain 500 and logged with the path and the
         stack (never the body, nor the exception's message, which may quote it). Hosts bind
         the request id to every log line."""
-        route = self._routes.get((request.method.upper(), request.path))
+        found = self._find(request.method, request.path)
+        route = None if found is None else found[1]
         if route is not None:
             try:
                 return route(request)
@@ -148,10 +191,13 @@ class Routes:
                     },
                 )
                 return HttpResponse.error(500, "internal error")
-        if any(path == request.path for _, path in self._routes):
+        if any(path == request.path for _, path in self._routes) or any(
+            request.path.startswith(path) for _, path in self._prefixes
+        ):
             return HttpResponse.error(405, f"method {request.method} not allowed here")
         return HttpResponse.error(404, f"no route for {request.path}")
 
     @property
     def paths(self) -> list[str]:
-        return sorted({f"{m} {p}" for m, p in self._routes})
+        exact = {f"{m} {p}" for m, p in self._routes}
+        return sorted(exact | {f"{m} {p}*" for m, p in self._prefixes})

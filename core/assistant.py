@@ -22,6 +22,7 @@ from core.config import Settings
 from core.domain import ConversationKey, Passage, Reply, Role, Turn
 from core.erasure import Forgotten
 from core.errors import StoreError, TurnAlreadyStored
+from core.feedback import AnswerRef, Feedback
 from core.history.base import HistoryStore
 from core.models.base import ChatModel, InferenceSettings
 from core.observability import bind
@@ -29,7 +30,14 @@ from core.pacer import ReplyPacer, ReplySink
 from core.prompt import build_prompt
 from core.quota.base import QuotaReached, QuotaStore
 from core.text import clean_text, estimate_tokens
-from core.usage import AnswerUsage, ModelMeter, ReplyStats, UsageObserver, report
+from core.usage import (
+    AnswerUsage,
+    FeedbackObserver,
+    ModelMeter,
+    ReplyStats,
+    UsageObserver,
+    report,
+)
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +160,7 @@ class Assistant:
         )
         finished = time.monotonic()
         self._record(question, reply)
+        self._remember_answer(question, reply)
         self._charge_tokens(question, meter.tokens.total_input + meter.tokens.output)
         usage = AnswerUsage(
             kind="answer",
@@ -164,6 +173,7 @@ class Assistant:
             complete=reply.complete,
             cause=reply.error or "ok",
             stop_reason=meter.stop_reason,
+            passages=len(prompt.passages),
         )
         # The one line per answer that says what it cost (no text: sizes, ids and times).
         report(usage, self._usage_observer, message="answered", extra={"chars": len(reply.text)})
@@ -197,6 +207,46 @@ class Assistant:
             extra={"platform": platform, "records": records, "counters": counters},
         )
         return Forgotten(records=records, counters=counters)
+
+    def record_feedback(self, feedback: Feedback) -> bool:
+        """Record one feedback click (the platform's click handler calls this, in a worker).
+        True when it changed something (a first rating, or a changed mind): that click is
+        counted in the metrics. False for a duplicate (nothing changes, nothing is counted) and
+        when the store failed (logged; the click is lost, the person's chat is not affected).
+        Logs ids and the rating, never text."""
+        answer = feedback.answer
+        fields = {
+            "conversation_id": answer.key.id,
+            "answer_id": answer.answer_id,
+            "model_id": answer.model_id,
+            "voter": feedback.voter,
+            "rating": feedback.rating.value,
+        }
+        try:
+            recorded = self._history.record_feedback(feedback, None)
+        except StoreError as exc:
+            log.warning("feedback could not be recorded", extra={**fields, "cause": exc.cause})
+            return False
+        log.info(
+            "feedback recorded" if recorded else "feedback unchanged (duplicate click)",
+            extra={**fields, "changed": recorded},
+        )
+        observer = self._usage_observer
+        if recorded and isinstance(observer, FeedbackObserver):
+            try:
+                observer.feedback(feedback.rating, answer.model_id, answer.key.platform)
+            except Exception:  # a metrics sink is not allowed to fail a click either
+                log.exception("feedback observer failed; the feedback is recorded")
+        return recorded
+
+    def answer_for_message(self, key: ConversationKey, message_id: str) -> AnswerRef | None:
+        """The answer a final message carries (for a click that names only the message, as
+        Teams' does); None when unknown, expired, or the store failed (logged)."""
+        try:
+            return self._history.answer_for_message(key, message_id)
+        except StoreError as exc:
+            log.warning("answer record unavailable", extra={"cause": exc.cause})
+            return None
 
     def notify(self, sink: ReplySink, text: str, *, error: str = "") -> Reply:
         """Post a one-off message (a notice or an error) through the same pacing rules."""
@@ -269,6 +319,18 @@ class Assistant:
         except Exception:  # as in _retrieve: files only enrich the answer
             log.exception("file list raised unexpectedly; answering without files")
             return False
+
+    def _remember_answer(self, question: Turn, reply: Reply) -> None:
+        """Which answer the reply's final message carries (its feedback buttons point at it);
+        a failure costs that message its Teams feedback, never the answer."""
+        if not reply.complete or not reply.message_id:
+            return
+        model_id = self._model.model_id or self._model.name
+        answer = AnswerRef(question.key, question.turn_id, model_id)
+        try:
+            self._history.remember_answer(answer, reply.message_id, asker=question.user_id)
+        except StoreError as exc:
+            log.warning("could not record the answer's message", extra={"cause": exc.cause})
 
     def _record(self, question: Turn, reply: Reply) -> None:
         turns = [question]

@@ -67,6 +67,14 @@ class Settings:
     # Replies.
     edit_interval_seconds: float = 1.0
     slack_edits_per_minute: int = 50
+    # The assistant panel's suggested prompts, (title, message) each; at most 4 (Slack's limit).
+    slack_suggested_prompts: tuple[tuple[str, str], ...] = (
+        ("Summarize this channel", "Summarize this channel"),
+        ("Summarize the last 7 days", "Summarize this channel, last 7 days"),
+        ("What can you do?", "What can you help me with, and how do I share files with you?"),
+    )
+    # Slack native streaming: "auto" (where Slack allows it, else paced edits) or "off".
+    slack_streaming: str = "auto"
     final_wait_seconds: float = 150.0
     budget_table: str = ""  # empty: rate budgets are counted in each process
     # Daily quotas (0: no limit), counted in SQLite or in DynamoDB as CHATBOT_STORE says.
@@ -100,6 +108,9 @@ class Settings:
     microsoft_app_password: str = ""
     microsoft_app_tenant_id: str = ""
     microsoft_app_type: str = "SingleTenant"
+    # Teams answers in personal chats: "auto" streams natively (paced edits where refused),
+    # "off" always uses paced edits.
+    teams_streaming: str = "auto"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -127,6 +138,10 @@ class Settings:
             raise ConfigError("CHATBOT_MODEL_MAX_ATTEMPTS must be at least 1")
         if self.edit_interval_seconds <= 0:
             raise ConfigError("CHATBOT_EDIT_INTERVAL_SECONDS must be positive")
+        if self.teams_streaming not in ("auto", "off"):
+            raise ConfigError(
+                f"CHATBOT_TEAMS_STREAMING must be 'auto' or 'off', not {self.teams_streaming!r}"
+            )
         if self.prompt_cache not in ("auto", "on", "off"):
             raise ConfigError(
                 f"CHATBOT_PROMPT_CACHE must be 'auto', 'on' or 'off', not {self.prompt_cache!r}"
@@ -141,6 +156,10 @@ class Settings:
             raise ConfigError("CHATBOT_MAX_FILE_MB must be at least 1")
         if self.slack_edits_per_minute < 1:
             raise ConfigError("CHATBOT_SLACK_EDITS_PER_MINUTE must be at least 1")
+        if self.slack_streaming not in ("auto", "off"):
+            raise ConfigError(
+                f"CHATBOT_SLACK_STREAMING must be 'auto' or 'off', not {self.slack_streaming!r}"
+            )
         if self.final_wait_seconds < 0:
             raise ConfigError("CHATBOT_FINAL_WAIT_SECONDS must not be negative")
         for name in _QUOTAS:
@@ -195,6 +214,8 @@ _ENV: dict[str, str] = {
     "history_max_turns": "CHATBOT_HISTORY_MAX_TURNS",
     "edit_interval_seconds": "CHATBOT_EDIT_INTERVAL_SECONDS",
     "slack_edits_per_minute": "CHATBOT_SLACK_EDITS_PER_MINUTE",
+    "slack_suggested_prompts": "CHATBOT_SLACK_SUGGESTED_PROMPTS",
+    "slack_streaming": "CHATBOT_SLACK_STREAMING",
     "final_wait_seconds": "CHATBOT_FINAL_WAIT_SECONDS",
     "budget_table": "CHATBOT_BUDGET_TABLE",
     "quota_questions_per_user": "CHATBOT_QUOTA_QUESTIONS_PER_USER",
@@ -223,6 +244,7 @@ _ENV: dict[str, str] = {
     "microsoft_app_password": "MICROSOFT_APP_PASSWORD",
     "microsoft_app_tenant_id": "MICROSOFT_APP_TENANT_ID",
     "microsoft_app_type": "MICROSOFT_APP_TYPE",
+    "teams_streaming": "CHATBOT_TEAMS_STREAMING",
 }
 
 _QUOTAS = (
@@ -257,9 +279,39 @@ def _convert(name: str, raw: str, default: Any, attr: str) -> Any:
         return Path(raw).expanduser()
     if attr == "system_prompt":
         return raw.replace("\\n", "\n")
+    if attr == "slack_suggested_prompts":
+        return _suggested_prompts(name, raw)
     if attr == "allowed_hosts":
         return tuple(name.strip().lower() for name in raw.split(",") if name.strip())
     return raw
+
+
+MAX_SUGGESTED_PROMPTS = 4  # assistant.threads.setSuggestedPrompts takes at most four
+
+
+def _suggested_prompts(name: str, raw: str) -> tuple[tuple[str, str], ...]:
+    """A JSON list of prompts, each a string (its own title and message) or an object with
+    ``title`` and ``message``; ``[]`` shows none."""
+    import json
+
+    try:
+        items = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a JSON list of prompts: {exc}") from exc
+    if not isinstance(items, list) or len(items) > MAX_SUGGESTED_PROMPTS:
+        raise ConfigError(f"{name} must be a JSON list of at most {MAX_SUGGESTED_PROMPTS} prompts")
+    prompts = []
+    for item in items:
+        if isinstance(item, str):
+            item = {"title": item, "message": item}
+        title = item.get("title") if isinstance(item, dict) else None
+        message = item.get("message") if isinstance(item, dict) else None
+        if not (isinstance(title, str) and title.strip()):
+            raise ConfigError(f"{name}: every prompt needs a title (a non-empty string)")
+        if not (isinstance(message, str) and message.strip()):
+            raise ConfigError(f"{name}: every prompt needs a message (a non-empty string)")
+        prompts.append((title.strip(), message.strip()))
+    return tuple(prompts)
 
 
 SECRET_NAMES: frozenset[str] = frozenset(_ENV[name] for name in _SECRETS) | {

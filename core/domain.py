@@ -99,3 +99,6 @@ class Reply:
     sources: tuple[SourceCitation, ...] = ()
     complete: bool = True
     error: str = ""
+    # The platform's lasting id of the reply's last message (the one its feedback buttons are
+    # on), set by the pacer once that message is final; "" when no message ended the reply.
+    message_id: str = ""

@@ -21,7 +21,7 @@ Teams about 7 sends a second per thread), so a reply cannot be edited per token.
 The model stream is read on a helper thread so that edits can be timed while the model is
 silent; the sink is only ever called from the caller's thread.
 
-The sink's contract is in :mod:`core.sinks`. This module is one piece, a little under 500
+The sink's contract is in :mod:`core.sinks`. This module is one piece, about 500
 lines: streaming, splitting, finishing, posting anew and resuming all move the same state of
 one reply (its text, the current message, what it shows, its clocks and its wait bound), which
 one class holds.
@@ -35,7 +35,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from core.domain import Reply, SourceCitation
 from core.errors import (
@@ -179,7 +179,7 @@ class _Run:
         except SinkError as exc:
             log.error("reply could not be posted", extra={"cause": exc.cause, "detail": str(exc)})
             return Reply(text=text, complete=False, error=exc.cause)
-        return reply
+        return self._ended(reply)
 
     # -- streaming ----------------------------------------------------------------------------
 
@@ -280,7 +280,7 @@ class _Run:
         except SinkError as exc:
             log.error("final edit refused by the platform", extra={"cause": exc.cause})
             return Reply(text=answer, sources=self.sources, complete=False, error=exc.cause)
-        return reply
+        return self._ended(reply)
 
     def _post_anew(self, reply: Reply, *, notice: str) -> Reply:
         """The final could not be shown where it belongs (edits refused past the deadline, or
@@ -307,7 +307,7 @@ class _Run:
             self.sink.finish(ref, piece, reply)  # once, no wait: the sources are a bonus here
         except ChatbotError:
             log.warning("answer posted anew without its sources")
-        return reply
+        return self._ended(reply)
 
     def _give_up(self, exc: SinkError) -> Reply:
         """The platform refused an edit: one best-effort final message, so the placeholder is
@@ -326,6 +326,8 @@ class _Run:
                     "final message refused too; the reply stays as it was",
                     extra={"cause": exc.cause},
                 )
+            else:
+                return self._ended(replace(failed, sources=self.sources))
         return Reply(text=self.text, sources=self.sources, complete=False, error=exc.cause)
 
     # -- edits ------------------------------------------------------------------------------
@@ -343,7 +345,7 @@ class _Run:
             assert self.ref is not None
             ref = self.ref
             if final:
-                self._send(self.sink.finish, ref, head, Reply(text=head))
+                self._send(self.sink.finish, ref, head, Reply(text=head, complete=False))
             else:
                 self.sink.update(ref, head)
             self.start += consumed
@@ -394,6 +396,11 @@ class _Run:
             return False
         self.next_edit_at = self.paced_until = self.p._clock() + self.p._interval
         return True
+
+    def _ended(self, reply: Reply) -> Reply:
+        """``reply``, naming the message it ended in (the last one, after any split)."""
+        message_id = self.sink.message_id(self.ref) if self.ref else None
+        return replace(reply, message_id=message_id or "")
 
     def _note_message(self) -> None:
         """Hand the reply's first lasting message id to ``on_message``, once."""

@@ -21,10 +21,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 from core.domain import Reply
 from core.errors import BudgetSpent, RateLimited
+from core.feedback import Rating
 from core.models.base import ModelEvent, StreamEnd, TextDelta
 from core.sinks import ReplySink
 
@@ -93,6 +94,7 @@ class AnswerUsage:
     complete: bool
     cause: str  # "ok" or the error's cause
     stop_reason: str = ""
+    passages: int = 0  # passages of shared files the prompt carried (answers only)
 
     def log_fields(self) -> dict[str, object]:
         """The fields of the usage log line: counts, ids and milliseconds, never text."""
@@ -112,6 +114,7 @@ class AnswerUsage:
             "budget_waits": self.delivery.budget_waits,
             "complete": self.complete,
             "cause": self.cause,
+            "passages": self.passages,
         }
         if self.stop_reason:
             fields["stop_reason"] = self.stop_reason
@@ -122,6 +125,14 @@ class UsageObserver(Protocol):
     """Told each answer's usage once the answer is final (the AWS worker: metrics)."""
 
     def record(self, usage: AnswerUsage) -> None: ...
+
+
+@runtime_checkable
+class FeedbackObserver(Protocol):
+    """Told each effective feedback click (a new or changed rating; never a duplicate). A usage
+    observer that also has this method (the AWS worker's metrics) is told both."""
+
+    def feedback(self, rating: Rating, model_id: str, platform: str) -> None: ...
 
 
 def report(

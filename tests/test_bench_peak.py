@@ -26,7 +26,13 @@ def test_a_round_counts_complete_answers(side: str) -> None:
     assert result.ended_by in ("every answer final", "every job ended (host log)")
     assert result.model_streams == 2
     assert result.rate_limited == 0 and result.rate_limited_pct == 0.0
-    assert result.posts >= 2 and result.slack_calls >= result.posts + result.updates
+    calls = result.posts + result.updates + result.streams + result.statuses
+    assert result.slack_calls >= calls and result.calls_per_answer == result.slack_calls / 2
+    if side == "native":  # a status and a stream per answer, no placeholder, no edits
+        assert result.statuses == 2 and result.streams >= 4
+        assert result.posts == result.updates == 0
+    else:
+        assert result.posts >= 2 and result.streams == result.statuses == 0
     # Every answer was followed from its ack to its final text.
     assert len(result.ack_s) == len(result.first_visible_s) == 2
     assert len(result.text_visible_s) == len(result.final_s) == 2
@@ -102,6 +108,28 @@ def test_the_tracker_follows_answers_by_channel_and_thread() -> None:
     assert tracker.last_call_at == 14.0
 
 
+def test_the_tracker_follows_native_streams_to_their_stop() -> None:
+    mention = _mention("C1", "1.000001")
+    tracker = peak.Tracker([mention], ANSWER, FIRST)
+    rest = ANSWER[len(FIRST) :]
+    thread = {"channel": "C1", "thread_ts": "1.000001"}
+    tracker.feed(
+        [
+            _call(
+                "assistant.threads.setStatus", 10.2, {"channel_id": "C1", **thread, "status": "…"}
+            ),
+            _call("chat.startStream", 10.9, {**thread, "markdown_text": FIRST}, ts="2.1"),
+            _call("chat.appendStream", 11.5, {"channel": "C1", "ts": "2.1", "markdown_text": rest}),
+            _call("chat.stopStream", 12.0, {"channel": "C1", "ts": "2.1"}),
+        ]
+    )
+    trace = tracker.traces[("C1", "1.000001")]
+    # The status is the first visible sign; the whole text is final only once the stream stops.
+    assert (trace.placeholder_at, trace.first_text_at, trace.final_at) == (10.2, 10.9, 12.0)
+    assert trace.shown == [(10.9, len(FIRST)), (11.5, len(ANSWER)), (12.0, len(ANSWER))]
+    assert tracker.finals == 1
+
+
 def _result(side: str, *, complete: int, rate_limited: int, finals: int) -> peak.RoundResult:
     n = peak.TARGET_N
     return peak.RoundResult(
@@ -117,6 +145,8 @@ def _result(side: str, *, complete: int, rate_limited: int, finals: int) -> peak
         slack_calls=150,
         posts=50,
         updates=100,
+        streams=0,
+        statuses=0,
         rate_limited=rate_limited,
         rate_limited_by_method={"chat.update": rate_limited},
         first_visible_s=[0.2] * n,
@@ -133,17 +163,20 @@ def _result(side: str, *, complete: int, rate_limited: int, finals: int) -> peak
     )
 
 
-def test_the_report_gives_each_target_a_verdict() -> None:
-    ours = _result("ours", complete=50, rate_limited=0, finals=50)
+def test_the_report_gives_each_target_a_verdict_for_both_of_our_paths() -> None:
+    native = _result("native", complete=50, rate_limited=0, finals=50)
+    paced = _result("paced", complete=50, rate_limited=0, finals=50)
     base = _result("baseline", complete=0, rate_limited=50, finals=0)
-    compact, section = peak.report([ours, base], 70.0, pace=FAST)
+    compact, section = peak.report([native, paced, base], 70.0, pace=FAST)
     assert "MISSED" not in compact
-    assert section.count("PASS") == 6 and "**MISS**" not in section
+    assert section.count("PASS") == 12 and "**MISS**" not in section
     assert "not all final (0/50)" in section
+    assert "native/paced" in section and "paced/baseline" in section
 
-    worse = _result("ours", complete=49, rate_limited=2, finals=49)
-    compact, section = peak.report([worse, base], 70.0, pace=FAST)
-    assert "MISSED TARGETS: answers complete, 429s / Slack calls, burst → last answer final" in (
-        compact
-    )
+    worse = _result("native", complete=49, rate_limited=2, finals=49)
+    compact, section = peak.report([worse, paced, base], 70.0, pace=FAST)
+    assert (
+        "MISSED TARGETS: answers complete (native), 429s / Slack calls (native), "
+        "burst → last answer final (native)"
+    ) in compact
     assert section.count("**MISS**") == 3

@@ -77,3 +77,26 @@ def test_serve_starts_answers_healthz_and_stops_on_sigterm(tmp_path: Path) -> No
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert any(line.get("message") == "chatbot serving" for line in lines)
     assert all("request_id" in line for line in lines if line.get("message") == "http request")
+
+
+def test_the_local_token_survives_a_restart_on_the_same_data_directory(tmp_path: Path) -> None:
+    """A playground page left open across a restart reconnects: the token is kept, owner-only."""
+    from bots.cli import TOKEN_FILE, local_token
+
+    first = local_token(tmp_path / "data")
+    assert len(first) >= 32
+    assert local_token(tmp_path / "data") == first
+    assert (tmp_path / "data" / TOKEN_FILE).stat().st_mode & 0o777 == 0o600
+    assert local_token(tmp_path / "other") != first  # another data directory, another token
+    (tmp_path / "data" / TOKEN_FILE).write_text("short")  # damaged: replaced, not trusted
+    renewed = local_token(tmp_path / "data")
+    assert renewed != "short" and len(renewed) >= 32
+
+
+def test_an_unwritable_data_directory_still_gets_a_token_for_the_run(tmp_path: Path) -> None:
+    from bots.cli import local_token
+
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    token = local_token(blocked / "data")
+    assert len(token) >= 32 and local_token(blocked / "data") != token

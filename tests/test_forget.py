@@ -144,9 +144,10 @@ def test_slack_forget_erases_the_persons_history_and_counters_and_answers_privat
     ack, answer = forget_in_slack(slack)
 
     assert ack == {"response_type": "ephemeral", "text": FORGETTING}
-    # Two questions, the two answers to them, and the two records of where those answers are.
+    # Two questions, the two answers to them, the two records of where those answers are, and
+    # the two records of which answer each final message carries (for feedback clicks).
     assert answer == (
-        "I've forgotten what I stored about you in this workspace: 6 records of your messages "
+        "I've forgotten what I stored about you in this workspace: 8 records of your messages "
         "and my answers to them and your usage counts for the daily limits. "
         "Messages in the chat itself are not affected."
     )
@@ -232,8 +233,9 @@ def test_teams_forget_me_in_a_personal_chat_erases_and_answers_there(
 
     say_in_teams(teams, "Forget me")
 
-    assert last_text(teams, tm.PERSONAL_CONVERSATION) == (
-        "I've forgotten what I stored about you in this workspace: 6 records of your messages "
+    assert last_text(teams, tm.PERSONAL_CONVERSATION) == (  # 2 questions, answers, reply and
+        # answer records (see the Slack case above)
+        "I've forgotten what I stored about you in this workspace: 8 records of your messages "
         "and my answers to them and your usage counts for the daily limits. "
         "Messages in the chat itself are not affected."
     )

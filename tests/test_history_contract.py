@@ -20,6 +20,7 @@ from moto import mock_aws
 
 from core.domain import ConversationKey, FileRef, Role, Turn
 from core.errors import StoreError, TurnAlreadyStored
+from core.feedback import AnswerRef, Feedback, Rating
 from core.history.base import HistoryStore
 from core.history.dynamodb import DynamoDbHistoryStore, create_table, table_definition
 from core.history.sqlite import SqliteHistoryStore
@@ -596,3 +597,197 @@ def test_reply_records_expire_within_a_day_and_go_with_the_persons_data(
     assert store.reply_message(KEY, "q2") == "m2"
     clock.advance(DAY + 1)
     assert store.reply_message(KEY, "q2") is None
+
+
+# --- Answers and feedback ---------------------------------------------------------------------
+
+ANSWER = AnswerRef(KEY, "1700000000.000200", "anthropic.claude-test")
+
+
+def vote(voter: str, rating: Rating, *, answer: AnswerRef = ANSWER, at: float = START) -> Feedback:
+    return Feedback(answer=answer, voter=voter, rating=rating, at=at)
+
+
+def test_the_answer_behind_a_final_message_is_remembered_per_conversation(
+    store: HistoryStore,
+) -> None:
+    assert store.answer_for_message(KEY, "1700000000.000300") is None
+    store.remember_answer(ANSWER, "1700000000.000300", asker="U-ALICE")
+    assert store.answer_for_message(KEY, "1700000000.000300") == ANSWER
+    assert store.answer_for_message(KEY, "1700000000.000301") is None
+    assert store.answer_for_message(replace(KEY, channel="C2"), "1700000000.000300") is None
+    later = AnswerRef(KEY, "1700000000.000200", "another-model")
+    store.remember_answer(later, "1700000000.000300", asker="U-ALICE")  # a redelivery's
+    assert store.answer_for_message(KEY, "1700000000.000300") == later
+
+
+def test_answer_records_last_as_long_as_the_history(
+    make_store: StoreFactory, clock: FakeClock
+) -> None:
+    store = make_store(retention_days=30)
+    store.remember_answer(ANSWER, "m1", asker="U-ALICE")
+    clock.advance(30 * DAY - 60)
+    assert store.answer_for_message(KEY, "m1") == ANSWER  # far past the reply record's day
+    clock.advance(120)
+    assert store.answer_for_message(KEY, "m1") is None
+
+
+def test_a_rating_is_recorded_once_and_a_duplicate_changes_nothing(store: HistoryStore) -> None:
+    assert store.record_feedback(vote("U-BOB", Rating.GOOD, at=START), "U-ALICE") is True
+    assert store.record_feedback(vote("U-BOB", Rating.GOOD, at=START + 5), "U-ALICE") is False
+    assert store.feedback_for_answer(KEY, ANSWER.answer_id) == [
+        vote("U-BOB", Rating.GOOD, at=START)  # the first click's time: nothing was rewritten
+    ]
+
+
+def test_a_changed_mind_replaces_the_rating(store: HistoryStore) -> None:
+    assert store.record_feedback(vote("U-BOB", Rating.GOOD, at=START), None)
+    assert store.record_feedback(vote("U-BOB", Rating.BAD, at=START + 5), None) is True
+    assert store.feedback_for_answer(KEY, ANSWER.answer_id) == [
+        vote("U-BOB", Rating.BAD, at=START + 5)
+    ]
+    assert store.record_feedback(vote("U-BOB", Rating.BAD, at=START + 9), None) is False
+    assert store.record_feedback(vote("U-BOB", Rating.GOOD, at=START + 9), None) is True
+    assert [f.rating for f in store.feedback_for_answer(KEY, ANSWER.answer_id)] == [Rating.GOOD]
+
+
+def test_ratings_are_per_voter_per_answer_per_conversation(store: HistoryStore) -> None:
+    other_answer = AnswerRef(KEY, "1700000000.000900", ANSWER.model_id)
+    elsewhere = AnswerRef(replace(KEY, workspace="T2"), ANSWER.answer_id, ANSWER.model_id)
+    assert store.record_feedback(vote("U-BOB", Rating.GOOD), None)
+    assert store.record_feedback(vote("U-CAROL", Rating.GOOD), None)  # another voter
+    assert store.record_feedback(vote("U-BOB", Rating.GOOD, answer=other_answer), None)
+    assert store.record_feedback(vote("U-BOB", Rating.GOOD, answer=elsewhere), None)
+    assert {f.voter for f in store.feedback_for_answer(KEY, ANSWER.answer_id)} == {
+        "U-BOB",
+        "U-CAROL",
+    }
+    assert store.feedback_for_answer(KEY, other_answer.answer_id) == [
+        vote("U-BOB", Rating.GOOD, answer=other_answer)
+    ]
+    assert len(store.feedback_for_answer(elsewhere.key, ANSWER.answer_id)) == 1
+    assert store.feedback_for_answer(KEY, "1700000000.000201") == []  # no prefix matches
+
+
+def test_an_expired_rating_can_be_given_again(make_store: StoreFactory, clock: FakeClock) -> None:
+    store = make_store(retention_days=1)
+    assert store.record_feedback(vote("U-BOB", Rating.GOOD), None)
+    clock.advance(DAY + 1)
+    assert store.feedback_for_answer(KEY, ANSWER.answer_id) == []
+    assert store.record_feedback(vote("U-BOB", Rating.GOOD, at=clock.now), None) is True
+    assert store.feedback_for_answer(KEY, ANSWER.answer_id) == [
+        vote("U-BOB", Rating.GOOD, at=clock.now)
+    ]
+
+
+def test_sqlite_simultaneous_duplicate_clicks_are_recorded_exactly_once(
+    db_path: Path, clock: FakeClock
+) -> None:
+    # Two stores (two connections: two processes' worth) and eight threads click at once. In
+    # DynamoDB the conditional PutItem is atomic in the service (the duplicate tests above show
+    # the condition refusing); moto does not serialise racing writes, so no threaded run there.
+    stores = [SqliteHistoryStore(db_path, clock=clock), SqliteHistoryStore(db_path, clock=clock)]
+    start = threading.Barrier(8)
+    results: list[bool] = []
+    errors: list[BaseException] = []
+
+    def click(n: int) -> None:
+        start.wait()
+        try:
+            results.append(stores[n % 2].record_feedback(vote("U-BOB", Rating.BAD), None))
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=click, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+
+    assert errors == []
+    assert sorted(results) == [False] * 7 + [True]
+    assert len(stores[0].feedback_for_answer(KEY, ANSWER.answer_id)) == 1
+    for store in stores:
+        store.close()
+
+
+def test_feedback_and_answer_records_are_never_read_as_turns(store: HistoryStore) -> None:
+    question = make_turn(ANSWER.answer_id, START - 5, user_id="U-ALICE")
+    store.append_turn(question)
+    store.remember_reply(question, "m1")
+    store.remember_answer(ANSWER, "m1", asker="U-ALICE")
+    store.record_feedback(vote("U-ALICE", Rating.GOOD), "U-ALICE")
+    store.record_feedback(vote("U-BOB", Rating.BAD), "U-ALICE")
+    assert list(store.recent_turns(KEY, 10)) == [question]
+    assert list(store.recent_turns(KEY, 1)) == [question]
+
+
+def test_erasing_a_person_erases_the_ratings_they_gave_and_their_answer_records(
+    store: HistoryStore,
+) -> None:
+    question = make_turn(ANSWER.answer_id, START - 5, user_id="U-ALICE")
+    store.append_turn(question)
+    store.remember_answer(ANSWER, "m1", asker="U-ALICE")
+    store.record_feedback(vote("U-ALICE", Rating.GOOD), "U-ALICE")
+    store.record_feedback(vote("U-BOB", Rating.BAD), "U-ALICE")
+    bobs_elsewhere = AnswerRef(replace(KEY, workspace="T2"), "q9", "m")
+    store.record_feedback(vote("U-BOB", Rating.GOOD, answer=bobs_elsewhere), None)
+
+    assert store.delete_user_data("slack", "T1", "U-BOB") == 1  # Bob's rating, this workspace
+    assert store.feedback_for_answer(KEY, ANSWER.answer_id) == [vote("U-ALICE", Rating.GOOD)]
+    assert len(store.feedback_for_answer(bobs_elsewhere.key, "q9")) == 1
+    assert store.answer_for_message(KEY, "m1") == ANSWER  # Alice's, not Bob's
+
+    # Alice: her question, the answer record of its message, and her own rating.
+    assert store.delete_user_data("slack", "T1", "U-ALICE") == 3
+    assert store.feedback_for_answer(KEY, ANSWER.answer_id) == []
+    assert store.answer_for_message(KEY, "m1") is None
+    assert list(store.recent_turns(KEY, 10)) == []
+    assert store.delete_user_data("slack", "T1", "U-ALICE") == 0
+
+
+def test_dynamodb_feedback_item_layout_holds_ids_and_no_text(aws: Any, clock: FakeClock) -> None:
+    store = DynamoDbHistoryStore(TABLE, region=REGION, retention_days=7, clock=clock)
+    store.record_feedback(vote("U-BOB", Rating.BAD, at=START - 3), "U-ALICE")
+    store.remember_answer(ANSWER, "1700000000.000300", asker="U-ALICE")
+
+    items = {item["sk"]["S"]: item for item in aws.scan(TableName=TABLE)["Items"]}
+    feedback = items["FEEDBACK#1700000000.000200#U-BOB"]
+    assert feedback["pk"] == {"S": "CONV#slack#T1#C1#1700000000.000100"}
+    assert feedback["gsi1pk"] == {"S": "USER#slack#T1#U-BOB"}  # the voter: erased with them
+    assert feedback["gsi1sk"] == feedback["sk"]
+    assert feedback["rating"] == {"S": "bad"} and feedback["user_id"] == {"S": "U-BOB"}
+    assert feedback["model_id"] == {"S": ANSWER.model_id}
+    assert float(feedback["at"]["N"]) == START - 3
+    assert float(feedback["expires_at"]["N"]) >= START + 7 * DAY
+    assert set(feedback) == {
+        "pk", "sk", "gsi1pk", "gsi1sk", "answer_id", "user_id", "rating", "model_id", "at",
+        "expires_at",
+    }  # fmt: skip
+    answer = items["ANSWER#1700000000.000300"]
+    assert answer["gsi1pk"] == {"S": "USER#slack#T1#U-ALICE"}  # the asker: erased with them
+    assert answer["answer_id"] == {"S": ANSWER.answer_id}
+    assert "U-ALICE" not in str(feedback)  # the asker is not stored in someone else's rating
+
+
+def test_an_answer_record_without_an_asker_has_no_user_key(aws: Any, clock: FakeClock) -> None:
+    store = DynamoDbHistoryStore(TABLE, region=REGION, clock=clock)
+    store.remember_answer(ANSWER, "m1")
+    (item,) = aws.scan(TableName=TABLE)["Items"]
+    assert "gsi1pk" not in item and "gsi1sk" not in item  # sparse in the index
+    assert store.answer_for_message(KEY, "m1") == ANSWER
+
+
+def test_sqlite_keeps_feedback_out_of_the_turns_table(db_path: Path, clock: FakeClock) -> None:
+    store = SqliteHistoryStore(db_path, clock=clock)
+    store.remember_answer(ANSWER, "m1", asker="U-ALICE")
+    store.record_feedback(vote("U-BOB", Rating.GOOD), "U-ALICE")
+    store.close()
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM turns").fetchone() == (0,)
+        assert conn.execute("SELECT user_id, rating FROM feedback").fetchall() == [
+            ("U-BOB", "good")
+        ]
+        assert conn.execute("SELECT answer_id, user_id FROM answers").fetchall() == [
+            (ANSWER.answer_id, "U-ALICE")
+        ]

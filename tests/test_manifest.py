@@ -8,6 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
+from bots.slack.panel_jobs import PANEL_EVENTS
+from core.config import MAX_SUGGESTED_PROMPTS, Settings
+
 MANIFEST = Path(__file__).resolve().parents[1] / "manifest" / "slack" / "manifest.yml"
 
 # The scope Slack's Events API reference lists for each bot event.
@@ -20,6 +23,9 @@ EVENT_SCOPE = {
     "file_shared": "files:read",
     "file_unshared": "files:read",
     "file_deleted": "files:read",
+    # The assistant panel (Agents & AI Apps): its events come with the scope its methods need.
+    "assistant_thread_started": "assistant:write",
+    "assistant_thread_context_changed": "assistant:write",
 }
 # Scopes needed by Web API calls rather than events: replies, names, command and shortcut.
 # Scopes for Web API calls the product makes (not for events): posting, names, the command,
@@ -87,3 +93,30 @@ def test_settings_for_an_http_deployment(manifest: dict[str, Any]) -> None:
     app_home = manifest["features"]["app_home"]
     assert app_home["messages_tab_enabled"] is True  # people can DM the assistant
     assert app_home["messages_tab_read_only_enabled"] is False
+
+
+def test_the_assistant_panel_is_turned_on_with_the_default_prompts(
+    manifest: dict[str, Any],
+) -> None:
+    view = manifest["features"]["assistant_view"]
+    assert 0 < len(view["assistant_description"]) <= 200
+    prompts = [(p["title"], p["message"]) for p in view["suggested_prompts"]]
+    assert len(prompts) <= MAX_SUGGESTED_PROMPTS
+    assert tuple(prompts) == Settings().slack_suggested_prompts  # one list, not two to drift
+    assert prompts[0] == ("Summarize this channel", "Summarize this channel")
+
+
+def test_the_panel_events_are_the_ones_the_ingress_routes(manifest: dict[str, Any]) -> None:
+    events = set(manifest["settings"]["event_subscriptions"]["bot_events"])
+    assert events >= PANEL_EVENTS
+    assert "message.im" in events  # a panel thread's messages
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    assert {"assistant:write", "chat:write", "im:history"} <= scopes
+
+
+def test_feedback_clicks_reach_the_endpoint(manifest: dict[str, Any]) -> None:
+    interactivity = manifest["settings"]["interactivity"]
+    assert interactivity["is_enabled"] is True
+    assert (
+        interactivity["request_url"] == manifest["settings"]["event_subscriptions"]["request_url"]
+    )

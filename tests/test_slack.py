@@ -73,6 +73,9 @@ def build_harness(
             "slack_bot_token": standin.bot_token,
             "slack_api_url": standin.api_url,
             "edit_interval_seconds": 0.05,
+            # These tests check the paced path (placeholder, chat.update); native streaming's
+            # own tests (tests/test_slack_stream*.py) pass slack_streaming="auto".
+            "slack_streaming": "off",
             **overrides,
         }
     )

@@ -30,6 +30,8 @@ def aws(
     # Credentials must come from the secret: none in the environment.
     monkeypatch.delenv("SLACK_SIGNING_SECRET", raising=False)
     monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
+    # These tests check the paced path's calls; native streaming has its own tests.
+    monkeypatch.setenv("CHATBOT_SLACK_STREAMING", "off")
     secret = {
         "SLACK_SIGNING_SECRET": sr.DEFAULT_SIGNING_SECRET,
         "SLACK_BOT_TOKEN": slack_standin.bot_token,

@@ -55,7 +55,7 @@ def test_auth_test_and_tokens(slack_standin: SlackStandIn, client: WebClient) ->
     assert _error(excinfo) == "invalid_auth"
 
     with pytest.raises(SlackApiError) as excinfo:
-        client.api_call("assistant.threads.setStatus", json={"channel_id": "C1"})
+        client.api_call("admin.apps.approve", json={"app_id": "A1"})
     assert _error(excinfo) == "unknown_method"
 
 

@@ -20,10 +20,12 @@ from bots.http import Routes
 from bots.local.queue import InProcessQueue
 from bots.local.server import LocalServer
 from bots.teams.ingress import MESSAGES_PATH, install_ingress
+from bots.teams.stream import StreamSupport
 from bots.teams.worker import SUMMARIZE_USAGE, install_worker
 from core.assistant import Assistant
 from core.config import Settings
 from core.dedupe import DedupedHandler, build_persistence
+from core.feedback import Rating
 from core.history.sqlite import SqliteHistoryStore
 from core.jobs import Job, JobRouter
 from core.models.base import ModelEvent
@@ -31,6 +33,7 @@ from core.pacer import PLACEHOLDER
 from core.prompt import Prompt
 from core.runtime import build_knowledge
 from core.summarize import Summarizer
+from core.usage import AnswerUsage
 from tests.fakes import ScriptedModel, timed_stream
 from tests.standins import teams as tm
 from tests.standins.teams import ConnectorStandIn, OutboundTokens, TokenIssuer
@@ -44,6 +47,8 @@ class Harness:
     model: ScriptedModel
     enqueued: list[Job]
     answer: Callable[[Prompt], Iterator[ModelEvent]] = field(repr=False)
+    history: SqliteHistoryStore | None = None
+    observed: list[tuple[str, ...]] = field(default_factory=list)  # usage and feedback seen
 
     @property
     def service_url(self) -> str:
@@ -75,18 +80,28 @@ def default_answer(prompt: Prompt) -> Iterator[ModelEvent]:
     return timed_stream(["**Answer** to: ", prompt.question], delay=0.01)
 
 
-def build_harness(connector: ConnectorStandIn, tmp_path: Path, **settings: Any) -> Harness:
+def build_harness(
+    connector: ConnectorStandIn,
+    tmp_path: Path,
+    *,
+    streaming: StreamSupport | None = None,
+    **settings: Any,
+) -> Harness:
     """The local host's wiring (routes, queue with durable dedupe, worker, assistant) with the
-    Teams adapter installed the way the hosts install it."""
+    Teams adapter installed the way the hosts install it (``streaming``: the process's
+    streaming support, for a test that fakes its clock)."""
     config = Settings(data_dir=tmp_path / "data", edit_interval_seconds=0.05, **settings)
     holder: dict[str, Harness] = {}
     model = ScriptedModel(lambda p: holder["h"].answer(p))
     knowledge = build_knowledge(config)
+    history = SqliteHistoryStore(config.data_dir / "h.sqlite3")
+    observed: list[tuple[str, ...]] = []
     assistant = Assistant(
         settings=config,
-        history=SqliteHistoryStore(config.data_dir / "h.sqlite3"),
+        history=history,
         model=model,
         retriever=knowledge.retriever,
+        usage_observer=_Observer(observed),
     )
     jobs = JobRouter()
     queue = InProcessQueue(DedupedHandler(jobs.handle, build_persistence(config)))
@@ -105,19 +120,43 @@ def build_harness(connector: ConnectorStandIn, tmp_path: Path, **settings: Any) 
         knowledge.indexer,
         summarizer=Summarizer.from_settings(model, config),
         knowledge=knowledge.store,
+        streaming=streaming,
     )
     server = LocalServer(("127.0.0.1", 0), routes)
     threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     ).start()
-    harness = Harness(connector, server, queue, model, enqueued, default_answer)
+    harness = Harness(connector, server, queue, model, enqueued, default_answer, history, observed)
     holder["h"] = harness
     return harness
+
+
+@dataclass
+class _Observer:
+    """The metrics' place: each answer's usage and each effective feedback click."""
+
+    seen: list[tuple[str, ...]]
+
+    def record(self, usage: AnswerUsage) -> None:
+        self.seen.append(("answer", usage.cause))
+
+    def feedback(self, rating: Rating, model_id: str, platform: str) -> None:
+        self.seen.append(("feedback", rating.value, model_id, platform))
 
 
 @pytest.fixture
 def teams(teams_connector: ConnectorStandIn, tmp_path: Path) -> Iterator[Harness]:
     harness = build_harness(teams_connector, tmp_path)
+    yield harness
+    harness.close()
+
+
+@pytest.fixture
+def paced(teams_connector: ConnectorStandIn, tmp_path: Path) -> Iterator[Harness]:
+    """Personal chats answered with paced edits (``CHATBOT_TEAMS_STREAMING=off``): the path
+    group chats and channels always take, and the floor under native streaming
+    (tests/test_teams_stream.py)."""
+    harness = build_harness(teams_connector, tmp_path, teams_streaming="off")
     yield harness
     harness.close()
 
@@ -150,15 +189,15 @@ def bot_messages(teams: Harness, conversation_id: str) -> list[dict[str, Any]]:
 
 
 def test_personal_chat_gets_typing_then_progressive_edits_ending_in_the_whole_answer(
-    teams: Harness,
+    paced: Harness,
 ) -> None:
     words = [f"word{i} " for i in range(30)]
-    teams.answer = lambda p: timed_stream(words, delay=0.01, first_delay=0.05)
-    question = tm.personal_message("What is our SLA?", service_url=teams.service_url)
-    assert teams.send(question) == 202
-    teams.settle()
+    paced.answer = lambda p: timed_stream(words, delay=0.01, first_delay=0.05)
+    question = tm.personal_message("What is our SLA?", service_url=paced.service_url)
+    assert paced.send(question) == 202
+    paced.settle()
 
-    calls = teams.connector.calls
+    calls = paced.connector.calls
     assert calls[0].op == "reply" and calls[0].type == "typing"  # before any text
     assert calls[0].activity_id == question["id"]
     created = [c for c in calls if c.type == "message" and c.op == "reply"]
@@ -166,16 +205,16 @@ def test_personal_chat_gets_typing_then_progressive_edits_ending_in_the_whole_an
     assert created[0].activity_id == question["id"]
     assert created[0].activity["replyToId"] == question["id"]
     assert created[0].text not in ("", PLACEHOLDER)
-    updates = teams.connector.calls_to("update")
+    updates = paced.connector.calls_to("update")
     assert len(updates) >= 2
     texts = [c.text for c in [created[0], *updates]]
     assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(texts))
-    (message,) = bot_messages(teams, tm.PERSONAL_CONVERSATION)
+    (message,) = bot_messages(paced, tm.PERSONAL_CONVERSATION)
     assert message["text"] == "".join(words)
     assert message["textFormat"] == "markdown"
     # Unauthenticated local mode: the SDK sends no token at all.
     assert all(c.authorization is None for c in calls)
-    assert teams.model.prompts[0].question == "What is our SLA?"
+    assert paced.model.prompts[0].question == "What is our SLA?"
 
 
 def test_personal_chat_remembers_earlier_turns(teams: Harness) -> None:
@@ -466,44 +505,44 @@ def test_a_token_not_endorsed_for_the_channel_is_refused(
 # --- connector failures -----------------------------------------------------------------------
 
 
-def test_a_429_on_an_update_is_waited_out_and_the_answer_is_complete(teams: Harness) -> None:
+def test_a_429_on_an_update_is_waited_out_and_the_answer_is_complete(paced: Harness) -> None:
     words = [f"w{i} " for i in range(40)]
-    teams.answer = lambda p: timed_stream(words, delay=0.02)
-    teams.connector.fail("update", 429, retry_after=1)
-    teams.send(tm.personal_message("long one", service_url=teams.service_url))
-    teams.settle()
+    paced.answer = lambda p: timed_stream(words, delay=0.02)
+    paced.connector.fail("update", 429, retry_after=1)
+    paced.send(tm.personal_message("long one", service_url=paced.service_url))
+    paced.settle()
 
-    updates = teams.connector.calls_to("update")
+    updates = paced.connector.calls_to("update")
     limited = next(i for i, c in enumerate(updates) if c.status == 429)
     assert updates[limited + 1].at - updates[limited].at >= 1.0 - 0.01  # Retry-After honoured
-    (message,) = bot_messages(teams, tm.PERSONAL_CONVERSATION)
+    (message,) = bot_messages(paced, tm.PERSONAL_CONVERSATION)
     assert message["text"] == "".join(words)
 
 
-def test_a_refused_final_edit_is_sent_as_a_new_message(teams: Harness) -> None:
+def test_a_refused_final_edit_is_sent_as_a_new_message(paced: Harness) -> None:
     answer = "The whole answer, in two parts."
-    teams.answer = lambda p: timed_stream(["The whole answer, ", "in two parts."], delay=0.01)
-    teams.connector.fail("update", 404, when=lambda a: a.get("text") == answer)
-    teams.send(tm.personal_message("question", service_url=teams.service_url))
-    teams.settle()
+    paced.answer = lambda p: timed_stream(["The whole answer, ", "in two parts."], delay=0.01)
+    paced.connector.fail("update", 404, when=lambda a: a.get("text") == answer)
+    paced.send(tm.personal_message("question", service_url=paced.service_url))
+    paced.settle()
 
-    messages = bot_messages(teams, tm.PERSONAL_CONVERSATION)
+    messages = bot_messages(paced, tm.PERSONAL_CONVERSATION)
     assert messages[-1]["text"] == answer
-    assert [c.status for c in teams.connector.calls_to("update")][-1] == 404
+    assert [c.status for c in paced.connector.calls_to("update")][-1] == 404
 
 
 def test_a_final_edit_failing_with_412_again_and_again_ends_as_a_new_message(
-    teams: Harness,
+    paced: Harness,
 ) -> None:
     answer = "Alpha beta gamma."
-    teams.answer = lambda p: timed_stream(["Alpha ", "beta ", "gamma."], delay=0.01)
-    teams.connector.fail("update", 412, times=None)
-    teams.send(tm.personal_message("question", service_url=teams.service_url))
-    teams.settle()
+    paced.answer = lambda p: timed_stream(["Alpha ", "beta ", "gamma."], delay=0.01)
+    paced.connector.fail("update", 412, times=None)
+    paced.send(tm.personal_message("question", service_url=paced.service_url))
+    paced.settle()
 
-    messages = bot_messages(teams, tm.PERSONAL_CONVERSATION)
+    messages = bot_messages(paced, tm.PERSONAL_CONVERSATION)
     assert messages[-1]["text"] == answer
-    assert len(teams.connector.calls_to("update")) >= 3  # retried before giving up on the edit
+    assert len(paced.connector.calls_to("update")) >= 3  # retried before giving up on the edit
 
 
 def test_a_conversation_the_bot_was_removed_from_is_logged_once(

@@ -267,6 +267,14 @@ def test_ten_personal_chats_asking_at_once_each_get_their_whole_answer(
         updates = [c for c in calls if c.conversation_id == chat and c.op == "update"]
         assert all(c.activity_id == shown["id"] for c in updates)
     assert not any(m["text"] == PLACEHOLDER for m in teams_connector.messages())
+    # Each personal chat's answer was streamed natively, each in its own stream ending in its
+    # final: the message each chat shows is its stream's.
+    streams = {stream.conversation_id: stream for stream in teams_connector.streams}
+    assert set(streams) == set(chats)
+    for i, chat in enumerate(chats):
+        assert streams[chat].final is not None
+        assert streams[chat].final["text"] == "".join(answer_to(questions[i]))
+        assert teams_connector.messages(chat)[0]["id"] == streams[chat].id
     # The chats were answered side by side, not one after another.
     spans = {chat: [n for n, c in enumerate(calls) if c.conversation_id == chat] for chat in chats}
     assert any(

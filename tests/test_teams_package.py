@@ -237,3 +237,13 @@ def test_main_reports_a_bad_app_id_without_a_traceback(
     code = teams_package.main(["--app-id", "x", "--bot-id", BOT_ID, "--out", str(tmp_path / "a")])
     assert code == 2
     assert "--app-id must be a GUID" in capsys.readouterr().err
+
+
+def test_streaming_and_feedback_need_no_manifest_property(package: zipfile.ZipFile) -> None:
+    """Native streaming (personal chats) and the feedback buttons are turned on per message
+    (``streaminfo`` entities, ``channelData.feedbackLoopEnabled``), not in the manifest: the
+    bot entry keeps to schema properties (an unknown one fails Teams' upload validation) and
+    includes the personal scope, the only one Teams streams in."""
+    (bot,) = _manifest(package)["bots"]
+    assert set(bot) == {"botId", "scopes", "supportsFiles", "isNotificationOnly", "commandLists"}
+    assert "personal" in bot["scopes"]

@@ -5,7 +5,9 @@ spells the same strings, and ``tests/test_infra.py`` checks that the template na
 metrics this module emits and that the dashboard shows each of them. Every metric carries the
 one dimension Powertools adds, ``service`` (``POWERTOOLS_SERVICE_NAME``), in the
 ``POWERTOOLS_METRICS_NAMESPACE`` namespace; the model id is in the usage log line, not a
-dimension, so that one alarm covers every model.
+dimension, so that one alarm covers every model. The feedback counts are the one exception:
+each is also written with a ``model_id`` dimension (one EMF line per click), since comparing
+models is what they are for.
 
 A metric that cannot be written is logged and dropped: the answer has already been given, and
 a metrics problem must never fail the job (which SQS would then deliver again).
@@ -16,9 +18,10 @@ from __future__ import annotations
 import logging
 
 from aws_lambda_powertools import Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from core.domain import Reply, Turn
+from core.feedback import Rating
 from core.usage import AnswerUsage
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,12 @@ SUMMARIES = "Summaries"
 # Per answer only: a summary's wait includes its map rounds, which would blur these.
 TIME_TO_FIRST_TOKEN = "TimeToFirstToken"  # noqa: S105 - a metric name
 TIME_TO_FINAL = "TimeToFinal"
+# Per effective feedback click (a new or changed rating), from Assistant.record_feedback. Each is
+# written twice: with ``service`` only (the dashboard's row, one series for every model) and with
+# ``service`` and ``model_id`` (to compare models; these are not on the dashboard).
+FEEDBACK_POSITIVE = "FeedbackPositive"
+FEEDBACK_NEGATIVE = "FeedbackNegative"
+MODEL_DIMENSION = "model_id"
 
 EMITTED: frozenset[str] = frozenset(
     {
@@ -59,6 +68,8 @@ EMITTED: frozenset[str] = frozenset(
         SUMMARIES,
         TIME_TO_FIRST_TOKEN,
         TIME_TO_FINAL,
+        FEEDBACK_POSITIVE,
+        FEEDBACK_NEGATIVE,
     }
 )
 
@@ -96,6 +107,25 @@ class WorkerMetrics:
                 TIME_TO_FIRST_TOKEN, MetricUnit.Milliseconds, usage.time_to_first_token * 1000
             )
         self._add(TIME_TO_FINAL, MetricUnit.Milliseconds, usage.time_to_final * 1000)
+
+    def feedback(self, rating: Rating, model_id: str, platform: str) -> None:
+        """A :class:`core.usage.FeedbackObserver`: one click counted, overall and per model."""
+        name = FEEDBACK_POSITIVE if rating is Rating.GOOD else FEEDBACK_NEGATIVE
+        self._add(name, MetricUnit.Count, 1)
+        if not model_id:
+            return
+        try:
+            dimensions = {"service": self._metrics.service or SERVICE}
+            with single_metric(
+                name=name,
+                unit=MetricUnit.Count,
+                value=1,
+                namespace=self._metrics.namespace,
+                default_dimensions=dimensions,
+            ) as metric:
+                metric.add_dimension(name=MODEL_DIMENSION, value=model_id)
+        except Exception:  # as in _add: a metric is not worth the click
+            log.exception("metric could not be recorded", extra={"metric": name})
 
     def flush(self) -> None:
         """Write the invocation's metrics (one EMF line); on failure, log and drop them."""

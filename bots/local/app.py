@@ -1,26 +1,31 @@
 """Wires the local host: one assistant, one job router, one in-process queue, the routes.
 
 The same ingress routes and job handlers as in AWS, with the embedded twins of SQS (the
-in-process queue) and of the idempotency table (SQLite).
+in-process queue) and of the idempotency table (SQLite). Given the URL it is reached at
+(``base_url``; :func:`start_local` binds the server first to know it), it also runs the browser
+playground (:mod:`bots.playground`): where the operator configured no Slack app, the Slack
+adapter runs against the playground's Web API emulator with this run's own secrets.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.idempotency import BasePersistenceLayer
 
 from bots.http import HttpRequest, HttpResponse, Routes
 from bots.local import devchat
 from bots.local.queue import InProcessQueue
+from bots.local.server import LocalServer
 from bots.workers import install_workers
 from core.assistant import Assistant
 from core.config import Settings
 from core.dedupe import DedupedHandler, build_persistence
 from core.dedupe.sqlite import SqlitePersistenceLayer
-from core.jobs import JobRouter
+from core.jobs import Job, JobRouter
 from core.runtime import Knowledge, build_assistant, build_knowledge, build_summarizer
 from core.summarize import Summarizer
 
@@ -33,6 +38,9 @@ QUEUE_FILE = "queue.sqlite3"  # in CHATBOT_DATA_DIR: jobs accepted and not yet d
 
 log = logging.getLogger(__name__)
 
+if TYPE_CHECKING:
+    from bots.playground.routes import Playground
+
 
 @dataclass
 class LocalApp:
@@ -43,9 +51,13 @@ class LocalApp:
     queue: InProcessQueue
     transcripts: devchat.Transcripts
     slack_app: Any = None  # the Bolt app, when Slack is configured
+    playground: Playground | None = None
 
     def close(self, drain_seconds: float | None = None) -> bool:
-        """See :meth:`InProcessQueue.close`: ``chatbot serve`` passes ``CHATBOT_DRAIN_SECONDS``."""
+        """See :meth:`InProcessQueue.close`: ``chatbot serve`` passes ``CHATBOT_DRAIN_SECONDS``.
+        The playground's change streams end first."""
+        if self.playground is not None:
+            self.playground.close()
         return self.queue.close(drain_seconds)
 
 
@@ -56,10 +68,29 @@ def build_local_app(
     knowledge: Knowledge | None = None,
     summarizer: Summarizer | None = None,
     persistence: BasePersistenceLayer | None = None,
+    base_url: str | None = None,
 ) -> LocalApp:
+    """``base_url``: how this host reaches itself (``http://127.0.0.1:<port>``); with it, the
+    playground runs (and reports each answer's usage: a host-built assistant is told)."""
+    # With no MICROSOFT_APP_ID the local host (and only it) takes unauthenticated activities,
+    # which is what the Bot Framework Emulator and local tests send, and only while it listens
+    # on loopback: bound to another address, or reachable through a tunnel (an allowed host
+    # name), nobody else may post activities.
+    loopback = settings.host in ("127.0.0.1", "localhost", "::1") and not settings.allowed_hosts
+    playground = None
+    if base_url is not None:
+        from bots.playground import prepare
+        from bots.playground.routes import Playground
+
+        setup = prepare(settings, base_url, teams_unauthenticated=loopback)
+        settings = setup.settings
+        playground = Playground(setup, max_file_bytes=settings.max_file_mb * 1024 * 1024)
+    observer = playground.usage if playground is not None else None
     knowledge = knowledge or build_knowledge(settings)
-    summarizer = summarizer or build_summarizer(settings)
-    assistant = assistant or build_assistant(settings, retriever=knowledge.retriever)
+    summarizer = summarizer or build_summarizer(settings, usage_observer=observer)
+    assistant = assistant or build_assistant(
+        settings, retriever=knowledge.retriever, usage_observer=observer
+    )
     routes = Routes()
     jobs = JobRouter()
     persistence = persistence or build_persistence(settings)
@@ -69,7 +100,12 @@ def build_local_app(
         cleared := persistence.clear_in_progress()
     ):
         log.info("stale in-progress marks cleared", extra={"records": cleared})
-    deduped = DedupedHandler(jobs.handle, persistence)
+    handle: Callable[[Job], None] = jobs.handle
+    if playground is not None:
+        from bots.playground.usage import tracking
+
+        handle = tracking(handle)  # the usage panel names the job each answer belongs to
+    deduped = DedupedHandler(handle, persistence)
     # No redelivery locally: a job that fails ends with its kind's apology to the person. Jobs
     # a previous run left unfinished in the queue file start once every handler is registered.
     queue = InProcessQueue(
@@ -89,13 +125,16 @@ def build_local_app(
                 "llm": settings.llm,
                 "store": settings.store,
                 "slack": slack_ready,
+                "playground": playground is not None,
                 "jobs": sorted(jobs.kinds),
             },
         )
 
     routes.add("GET", "/healthz", healthz)
     transcripts = devchat.install(routes, jobs, queue, assistant)
-    app = LocalApp(settings, assistant, routes, jobs, queue, transcripts)
+    app = LocalApp(settings, assistant, routes, jobs, queue, transcripts, playground=playground)
+    if playground is not None:
+        playground.install(routes)
     if slack_ready:
         from bots.slack.ingress import build_bolt_app, slack_route
 
@@ -107,11 +146,6 @@ def build_local_app(
 
     from bots.teams.ingress import install_ingress as install_teams_ingress
 
-    # With no MICROSOFT_APP_ID the local host (and only it) takes unauthenticated activities,
-    # which is what the Bot Framework Emulator and local tests send, and only while it listens
-    # on loopback: bound to another address, or reachable through a tunnel (an allowed host
-    # name), nobody else may post activities.
-    loopback = settings.host in ("127.0.0.1", "localhost", "::1") and not settings.allowed_hosts
     if loopback or settings.microsoft_app_id:
         install_teams_ingress(
             routes,
@@ -125,3 +159,24 @@ def build_local_app(
     install_workers(jobs, assistant, settings, knowledge, summarizer, slack=slack_ready, teams=True)
     queue.start()
     return app
+
+
+def start_local(
+    settings: Settings, *, token: str | None = None, **build: Any
+) -> tuple[LocalServer, LocalApp]:
+    """Bind the server on ``settings.host:port``, then build the app knowing the URL it is
+    reached at (the playground's emulators are called there). Raises OSError when the address
+    cannot be bound (nothing is built then); the server is not serving yet."""
+    server = LocalServer(
+        (settings.host, settings.port),
+        Routes(),
+        allowed_hosts=settings.allowed_hosts,
+        token=token,
+    )
+    try:
+        app = build_local_app(settings, base_url=server.self_url, **build)
+    except BaseException:
+        server.server_close()
+        raise
+    server.routes = app.routes
+    return server, app

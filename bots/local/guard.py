@@ -11,10 +11,17 @@ any route runs, keep such requests out:
 2. **Origin**, when present (browsers send it on cross-site POSTs), must be this server's own,
    and ``Sec-Fetch-Site`` must not be ``cross-site``. Else 403. curl, Slack and Bot Framework
    send neither, so they pass.
-3. **``/local/*``** needs this run's token (``Authorization: Bearer <token>`` or
+3. **``/local/*``** needs the local token (``Authorization: Bearer <token>`` or
    ``X-Chatbot-Token``) unless the server is bound to loopback and reached by a loopback name.
    Else 401. The platform routes have their own authentication.
-4. **Content types** on POST: JSON endpoints take ``application/json`` only, ``/slack/events``
+4. **The playground** (``/`` and ``/playground/*``, :mod:`bots.playground`) always needs this
+   local token, on loopback too: it is a browser page, and the token in the URL
+   ``chatbot serve`` prints is what tells its requests from any other page's. A GET may carry
+   it as ``?token=`` (the first page load, and ``EventSource``, which cannot set headers).
+   Else 401. Exempt: the page's static assets (no data), and the emulated Slack Web API, file
+   downloads, ``response_url`` and Bot Framework connector, which the bot's own clients call
+   with the credentials they would send to Slack or Teams (the emulators check those).
+5. **Content types** on POST: JSON endpoints take ``application/json`` only, ``/slack/events``
    Slack's own two. Else 415: ``text/plain`` is what a cross-site form or ``fetch`` can send
    without a CORS preflight. One exception keeps the README's ``curl -d '{...}'`` working:
    ``/local/messages`` takes curl's default ``application/x-www-form-urlencoded`` from a client
@@ -45,6 +52,15 @@ CONTENT_TYPES: dict[str, frozenset[str]] = {
     "/slack/events": frozenset({JSON, FORM}),
 }
 _CURL_FORM_PATHS = frozenset({"/local/messages"})
+PLAYGROUND = "/playground/"
+# Called by the bot's own Slack and Bot Framework clients, never by the page.
+PLAYGROUND_EMULATORS = (
+    "/playground/slack/api/",
+    "/playground/slack/files/",
+    "/playground/slack/response/",
+    "/playground/teams/v3/",
+)
+PLAYGROUND_STATIC = "/playground/static/"
 _HOST = re.compile(r"(?P<name>\[[0-9a-f:.]+\]|[a-z0-9._-]+)(?::[0-9]{1,5})?")
 
 
@@ -111,6 +127,15 @@ class HostGuard:
             return HttpResponse.error(403, "cross-origin requests are not accepted")
         if request.header("sec-fetch-site").strip().lower() == "cross-site":
             return HttpResponse.error(403, "cross-site requests are not accepted")
+        if _is_playground_page(request.path) and not self._has_token(request, query=True):
+            return HttpResponse.json(
+                401,
+                {
+                    "error": "the playground needs the local token: open the URL chatbot serve "
+                    "printed at start (http://127.0.0.1:<port>/?token=...)"
+                },
+                {"WWW-Authenticate": "Bearer"},
+            )
         local = request.path == "/local" or request.path.startswith("/local/")
         reached_locally = self.loopback and name in own
         if local and not reached_locally and not self._has_token(request):
@@ -137,14 +162,19 @@ class HostGuard:
             return parts.scheme == "http" and port == self.port
         return name in self.allowed_hosts and parts.scheme in ("http", "https")
 
-    def _has_token(self, request: HttpRequest) -> bool:
+    def _has_token(self, request: HttpRequest, *, query: bool = False) -> bool:
+        """``query``: a GET may also carry the token as ``?token=``."""
         scheme, _, credential = request.header("authorization").strip().partition(" ")
         given = credential.strip() if scheme.lower() == "bearer" else ""
         given = given or request.header("x-chatbot-token").strip()
+        if query and not given and request.method.upper() == "GET":
+            given = request.query.get("token", "").strip()
         return bool(given) and hmac.compare_digest(given.encode(), self.token.encode())
 
     def _check_content_type(self, request: HttpRequest) -> HttpResponse | None:
         accepted = CONTENT_TYPES.get(request.path)
+        if accepted is None and _is_playground_page(request.path):
+            accepted = frozenset({JSON})
         if request.method.upper() != "POST" or accepted is None:
             return None
         media_type = request.header("content-type").split(";", 1)[0].strip().lower()
@@ -156,3 +186,12 @@ class HostGuard:
         return HttpResponse.error(
             415, f"{request.path} takes {' or '.join(sorted(accepted))}, not {media_type or 'none'}"
         )
+
+
+def _is_playground_page(path: str) -> bool:
+    """The page and what it calls: ``/`` and ``/playground/*`` but the emulators and assets."""
+    if path == "/":
+        return True
+    if not (path == PLAYGROUND.rstrip("/") or path.startswith(PLAYGROUND)):
+        return False
+    return not path.startswith((*PLAYGROUND_EMULATORS, PLAYGROUND_STATIC))

@@ -7,8 +7,15 @@ deadline on every read (idle keep-alive, silent or truncated requests), and a bo
 when its ``Content-Length`` is well formed and within limits. Every error is JSON.
 
 It also answers only its own clients (:mod:`bots.local.guard`: Host, Origin, content types and
-the per-run token of ``/local/*``), checked before any route runs, and binds a request id to
-every log line: the client's ``X-Request-Id`` when it is short and plain, else a fresh one.
+the per-run token of ``/local/*`` and the playground), checked before any route runs, and binds
+a request id to every log line: the client's ``X-Request-Id`` when it is short and plain, else a
+fresh one.
+
+Two things only the playground (:mod:`bots.playground`) uses: a route may take bodies above the
+default limit (file uploads; the guard is then checked *before* the body is read, so nobody
+without the token can make the server read megabytes), and a response may be a stream
+(Server-Sent Events), written as it comes on a connection that is closed after it; a stream
+ends when the server shuts down.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 from bots.http import HttpRequest, HttpResponse, Routes
-from bots.local.guard import HostGuard
+from bots.local.guard import HostGuard, host_name
 from core.observability import bind
 
 log = logging.getLogger(__name__)
@@ -64,6 +71,7 @@ class LocalServer(ThreadingHTTPServer):
         self.max_connections = max_connections
         self._slots = threading.BoundedSemaphore(max_connections)
         self._refusals = ThreadPoolExecutor(max_workers=2, thread_name_prefix="http-refusal")
+        self.closing = threading.Event()  # set on shutdown: open streams end
         super().__init__(address, _Handler)
         host, port = self.server_address[:2]
         self.guard = HostGuard.for_address((str(host), int(port)), allowed_hosts, token)
@@ -103,7 +111,12 @@ class LocalServer(ThreadingHTTPServer):
         else:
             log.exception("http connection failed")
 
+    def shutdown(self) -> None:
+        self.closing.set()
+        super().shutdown()
+
     def server_close(self) -> None:
+        self.closing.set()
         super().server_close()
         self._refusals.shutdown(wait=False, cancel_futures=True)
 
@@ -111,6 +124,18 @@ class LocalServer(ThreadingHTTPServer):
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    @property
+    def self_url(self) -> str:
+        """How this process reaches itself: the bound address, or loopback when bound to every
+        address (the playground's emulators are called at this URL by the bot's own clients)."""
+        host, port = self.server_address[:2]
+        host = str(host)
+        if host in ("0.0.0.0", ""):  # noqa: S104 - reading the bound address, not binding
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        return f"http://{host_name(host)}:{port}"
 
 
 class _Refused(Exception):
@@ -164,6 +189,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(response)
 
     def _send(self, response: HttpResponse) -> None:
+        if response.stream is not None:
+            self._send_stream(response)
+            return
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
@@ -173,6 +201,31 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(response.body)
+
+    def _send_stream(self, response: HttpResponse) -> None:
+        """A long-lived answer: no length, the connection closed when the stream ends (its
+        source returns, the client hangs up, or the server shuts down)."""
+        assert response.stream is not None
+        self.close_connection = True
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.flush()
+        chunks = iter(response.stream)
+        try:
+            for chunk in chunks:
+                if self.server.closing.is_set():
+                    break
+                self.wfile.write(chunk)
+                self.wfile.flush()
+        except (ConnectionError, TimeoutError):
+            log.info("stream client went away")
+        finally:
+            close = getattr(chunks, "close", None)
+            if callable(close):
+                close()
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The stdlib's own refusals (bad request line, headers too large, unknown method) as
@@ -186,23 +239,30 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(HttpResponse(error.status, error.body, {**error.headers, **headers}))
 
     def _respond(self) -> HttpResponse:
+        parts = urlsplit(self.path)
+        head = HttpRequest(
+            method=self.command,
+            path=parts.path,
+            headers={k.lower(): v for k, v in self.headers.items()},
+            query=dict(parse_qsl(parts.query)),
+        )
+        limit = self.server.routes.max_body(self.command, parts.path)
+        if limit is not None and limit > MAX_BODY_BYTES:
+            # A large body is read only for a client the guard lets in (the token, mostly).
+            refusal = self._refusal(head)
+            if refusal is not None:
+                self.close_connection = True
+                return refusal
         try:
-            body = self._read_body()
+            body = self._read_body(max(limit or 0, MAX_BODY_BYTES))
         except _Refused as refused:
             # The body was not read (or not all of it): this connection cannot carry another.
             self.close_connection = True
             return refused.response
-        parts = urlsplit(self.path)
         request = HttpRequest(
-            method=self.command,
-            path=parts.path,
-            headers={k.lower(): v for k, v in self.headers.items()},
-            body=body,
-            query=dict(parse_qsl(parts.query)),
+            method=head.method, path=head.path, headers=head.headers, body=body, query=head.query
         )
-        if len(self.headers.get_all("Host") or []) > 1:
-            return HttpResponse.error(400, "a request needs one valid Host header")
-        refusal = self.server.guard.check(request)
+        refusal = self._refusal(request)
         if refusal is not None:
             return refusal
         try:
@@ -211,7 +271,12 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("route failed", extra={"path": parts.path})
             return HttpResponse.error(500, "internal error")
 
-    def _read_body(self) -> bytes:
+    def _refusal(self, request: HttpRequest) -> HttpResponse | None:
+        if len(self.headers.get_all("Host") or []) > 1:
+            return HttpResponse.error(400, "a request needs one valid Host header")
+        return self.server.guard.check(request)
+
+    def _read_body(self, max_bytes: int = MAX_BODY_BYTES) -> bytes:
         """Exactly ``Content-Length`` bytes, within one request deadline in all (so a client
         trickling a byte at a time cannot hold the thread either)."""
         lengths = self.headers.get_all("Content-Length") or []
@@ -226,8 +291,8 @@ class _Handler(BaseHTTPRequestHandler):
         if values or not _CONTENT_LENGTH.fullmatch(text):
             raise _Refused(400, "invalid Content-Length")
         length = int(text)
-        if length > MAX_BODY_BYTES:
-            raise _Refused(413, f"request body over {MAX_BODY_BYTES} bytes")
+        if length > max_bytes:
+            raise _Refused(413, f"request body over {max_bytes} bytes")
         timeout = self._read_timeout()
         deadline = time.monotonic() + timeout
         chunks: list[bytes] = []

@@ -2,6 +2,7 @@
 
 - ``app_mention`` in a channel: answer in that message's thread.
 - ``message`` in a DM: answer in the DM (top level shares one conversation; a DM thread is its own).
+  The assistant panel's threads are DM threads (:mod:`bots.slack.panel_jobs` routes them).
 - ``message`` in a channel thread without a mention: a follow-up, answered only if the bot is
   already part of that thread's conversation (the worker checks history; ingress stays fast).
 - Never: bots (ourselves included), edits, deletions, joins and other subtypes, top-level channel
@@ -38,6 +39,7 @@ class SlackTurn:
     channel: str
     thread_ts: str | None  # where the reply goes; None: top level (a DM)
     needs_history: bool  # a follow-up: answer only if the bot is in this conversation
+    dm_thread: bool = False  # a thread of a DM: the assistant panel's threads are these
 
     @property
     def dedupe_id(self) -> str:
@@ -114,7 +116,8 @@ def from_event(body: Mapping[str, Any]) -> SlackTurn | None:
             if isinstance(f, Mapping) and _text(f.get("id"))
         ),
     )
-    return SlackTurn(turn, channel, reply_thread, needs_history)
+    dm_thread = event.get("channel_type") == "im" and thread_ts is not None
+    return SlackTurn(turn, channel, reply_thread, needs_history, dm_thread)
 
 
 def strip_mentions(text: str, bot: str) -> str:

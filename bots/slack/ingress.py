@@ -9,7 +9,8 @@ the first request that needs it. Listeners only translate and enqueue; answers h
 worker. Bolt is built so that no request waits on a network call: authorization returns the
 configured bot token without Bolt's ``auth.test`` round trip (it would land inside the first ack
 of every cold start), and bot and self messages are filtered in :mod:`bots.slack.events` from
-the payload itself.
+the payload itself. The assistant panel's events and feedback clicks are made into jobs by
+:mod:`bots.slack.panel_jobs`, on both paths.
 
 Every request gets a status chosen on purpose: 401 for anything not validly signed (whatever its
 headers hold), 400 for a signed body that is not JSON or a form (with ``X-Slack-No-Retry``), and
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import parse_qsl
 
 from bots.http import HttpRequest, HttpResponse, MalformedJson, Route, parse_json
+from bots.slack import panel_jobs
 from bots.slack.events import from_event, is_slack_ts, payload_problem
 from bots.slack.files import file_removal, shared_files
 from core.config import Settings
@@ -138,6 +140,7 @@ def build_bolt_app(settings: Settings, enqueue: Callable[[Job], None]) -> App:
     app.event("message")(on_message_event)
     app.event("file_deleted")(on_file_removed)
     app.event("file_unshared")(on_file_removed)
+    panel_jobs.add_listeners(app, enqueue)  # the assistant panel's events, feedback clicks
     app.event(re.compile(".*"))(acknowledge)  # any other event: acknowledged and ignored
     app.command("/summarize")(on_summarize_command)
     app.command("/forget")(on_forget_command)
@@ -154,13 +157,16 @@ FILE_REMOVAL_EVENTS = frozenset({"file_deleted", "file_unshared"})
 
 def enqueue_event(body: dict[str, Any], enqueue: Callable[[Job], None]) -> None:
     """An Events API callback's jobs, routed as the Bolt app's event listeners route it: a
-    message or mention, a file removal, or (any other event) nothing."""
+    message or mention, a file removal, an assistant-panel thread event, or (any other event)
+    nothing."""
     event = body.get("event")
     kind = event.get("type") if isinstance(event, dict) else None
     if kind in MESSAGE_EVENTS:
         enqueue_message_event(body, enqueue)
     elif kind in FILE_REMOVAL_EVENTS:
         enqueue_file_removal(body, enqueue)
+    elif kind in panel_jobs.PANEL_EVENTS:
+        panel_jobs.enqueue_panel_event(body, enqueue)
 
 
 def enqueue_message_event(body: dict[str, Any], enqueue: Callable[[Job], None]) -> None:
@@ -184,6 +190,8 @@ def enqueue_message_event(body: dict[str, Any], enqueue: Callable[[Job], None]) 
     slack_turn = from_event(body)
     if slack_turn is None or (slack_turn.turn.files and not slack_turn.turn.text):
         return  # nothing asked: a file alone gets its "ready" line from the file job
+    if slack_turn.dm_thread and panel_jobs.enqueue_thread_jobs(body, slack_turn, enqueue):
+        return  # "summarize this channel" in an assistant-panel thread: a summary job
     payload = {
         "turn": turn_to_payload(slack_turn.turn),
         "channel": slack_turn.channel,

@@ -2,7 +2,11 @@
 
 Text goes in a ``markdown`` block, so the model's Markdown (bold, italics, links, lists, code,
 headings) is rendered by Slack itself rather than by a hand-written converter. Sources follow in
-a ``context`` block.
+a ``context`` block, and a complete answer ends with feedback buttons
+(:mod:`bots.slack.feedback_blocks`).
+
+This is the floor under native streaming (:mod:`bots.slack.stream`): where Slack refuses to
+stream, or ``CHATBOT_SLACK_STREAMING=off``, replies take this path.
 
 Every call first takes its turn from a rate budget shaped like Slack's own limits
 (:class:`SlackLimits`): ``chat.update`` is Tier 3, about 50 a minute *per workspace*, and
@@ -28,9 +32,11 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
+from bots.slack.feedback_blocks import feedback_blocks
 from core.budget import Limit, Priority, RateBudget, Scope
 from core.domain import Reply, SourceCitation
 from core.errors import BudgetSpent, MessageGone, MessageTooLong, RateLimited, SinkError
+from core.feedback import AnswerRef
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +63,17 @@ class SlackLimits:
 
     budget: RateBudget
     edits_per_minute: int = 50
+    appends_per_minute: int = 100  # chat.appendStream is Tier 4
 
     def edits(self, workspace: str) -> Scope:
         limit = Limit(60.0 + WINDOW_MARGIN_SECONDS, self.edits_per_minute)
         return Scope(f"slack:{workspace}:chat.update", (limit,))
+
+    def streams(self, workspace: str) -> Scope:
+        """Native streaming's appends and stops, per workspace (Tier 4). ``chat.startStream``
+        posts a message, so it counts in :meth:`posts`."""
+        limit = Limit(60.0 + WINDOW_MARGIN_SECONDS, self.appends_per_minute)
+        return Scope(f"slack:{workspace}:chat.appendStream", (limit,))
 
     def posts(self, workspace: str, channel: str) -> Scope:
         return Scope(f"slack:{workspace}:{channel}:chat.postMessage", (POSTS_PER_CHANNEL,))
@@ -77,10 +90,12 @@ class SlackReplySink:
         thread_ts: str | None,
         workspace: str,
         limits: SlackLimits,
+        answer: AnswerRef | None = None,
     ) -> None:
         self._client = client
         self._channel = channel
         self._thread_ts = thread_ts
+        self._answer = answer  # the answer its feedback buttons name; None: no buttons
         self._budget = limits.budget
         self._edits = limits.edits(workspace)
         self._posts = limits.posts(workspace, channel)
@@ -90,8 +105,18 @@ class SlackReplySink:
         self._sent: dict[str, list[dict[str, Any]]] = {}  # ts → the blocks it shows
 
     def post(self, text: str) -> str:
+        return self._post(text, message_blocks(text, ()), needs_final=True)
+
+    def post_final(self, text: str, reply: Reply) -> str:
+        """Post a message that is final at once (a short answer, a notice): what ``post`` and
+        ``finish`` would show, in one call."""
+        return self._post(text, self.final_blocks(text, reply), needs_final=False)
+
+    def final_blocks(self, text: str, reply: Reply) -> list[dict[str, Any]]:
+        return message_blocks(text, reply.sources) + feedback_blocks(self._answer, reply)
+
+    def _post(self, text: str, blocks: list[dict[str, Any]], *, needs_final: bool) -> str:
         self._spend(self._posts, Priority.REQUIRED)
-        blocks = message_blocks(text, ())
         response = self._call(
             "chat.postMessage",
             self._client.chat_postMessage,
@@ -103,16 +128,17 @@ class SlackReplySink:
         )
         ts = str(response["ts"])
         self._sent[ts] = blocks
-        if not self._opened:  # from now on this reply will need a final edit: keep room for it
+        if needs_final and not self._opened:  # this reply will need a final edit: keep room
             self._opened = True
             self._budget.open(self._edits, self._holder)
         return ts
 
     def update(self, ref: str, text: str) -> None:
-        self._edit(ref, text, (), Priority.OPTIONAL if self._edited else Priority.FIRST)
+        priority = Priority.OPTIONAL if self._edited else Priority.FIRST
+        self._edit(ref, text, message_blocks(text, ()), priority)
 
     def finish(self, ref: str, text: str, reply: Reply) -> None:
-        self._edit(ref, text, reply.sources, Priority.REQUIRED)
+        self._edit(ref, text, self.final_blocks(text, reply), Priority.REQUIRED)
 
     def close(self) -> None:
         if self._opened:
@@ -127,10 +153,7 @@ class SlackReplySink:
             self._budget.open(self._edits, self._holder)
         return message_id
 
-    def _edit(
-        self, ref: str, text: str, sources: tuple[SourceCitation, ...], priority: Priority
-    ) -> None:
-        blocks = message_blocks(text, sources)
+    def _edit(self, ref: str, text: str, blocks: list[dict[str, Any]], priority: Priority) -> None:
         if self._sent.get(ref) == blocks:
             return  # the message already shows exactly this
         self._spend(self._edits, priority)
@@ -155,14 +178,15 @@ class SlackReplySink:
         try:
             return fn(**kwargs)
         except SlackApiError as exc:
-            raise _translate(method, exc) from exc
+            raise translate(method, exc) from exc
         except (SlackRequestError, OSError) as exc:
             # The network, not Slack: a short wait and the pacer's bounded retries.
             log.warning("slack unreachable", extra={"method": method, "detail": type(exc).__name__})
             raise RateLimited(NETWORK_RETRY_SECONDS, f"{method}: {type(exc).__name__}") from exc
 
 
-def _translate(method: str, exc: SlackApiError) -> Exception:
+def translate(method: str, exc: SlackApiError) -> Exception:
+    """Slack's refusal of a reply call as the error the pacer understands."""
     response = exc.response
     error = str(response.get("error") or "unknown_error")
     if response.status_code == 429 or error == "ratelimited":

@@ -18,19 +18,23 @@ from bots.slack.ingress import (
     SLACK_MESSAGE,
     SLACK_SUMMARIZE,
 )
+from bots.slack.panel import install_panel
 from bots.slack.sink import SlackLimits, SlackReplySink
+from bots.slack.stream import SlackStreamSink, StreamSupport
 from bots.slack.summary_args import ThreadRef
 from bots.slack.user_names import UserNames
 from core.assistant import Assistant
 from core.config import Settings
-from core.domain import ConversationKey, FileRef
+from core.domain import ConversationKey, FileRef, Turn
 from core.erasure import FORGET_FAILED
 from core.errors import ChatbotError
+from core.feedback import AnswerRef
 from core.files.ingest import FileIndexer
 from core.files.types import FileRejected
 from core.jobs import JOB_FAILED_MESSAGE, Job, JobRouter, turn_from_payload
 from core.knowledge.base import KnowledgeStore
 from core.runtime import build_rate_budget
+from core.sinks import ReplySink
 from core.summarize import Summarizer, SummaryRequest
 from core.summary_request import ChannelCount, ChannelWindow, FileTarget
 from core.summary_sources import SummaryUnavailable, file_summary_request
@@ -57,8 +61,11 @@ class SlackWorker:
         indexer: FileIndexer | None = None,
         summarizer: Summarizer | None = None,
         knowledge: KnowledgeStore | None = None,
+        stream_support: StreamSupport | None = None,
     ) -> None:
         self._assistant = assistant
+        # Which workspaces refused native streaming lately: one memory for the process.
+        self._stream_support = stream_support or StreamSupport()
         self._client = client
         self._limits = limits
         self._settings = settings
@@ -77,7 +84,7 @@ class SlackWorker:
         if job.payload.get("needs_history") and not self._assistant.knows(turn.key):
             log.info("thread reply in a conversation the bot is not part of: ignored")
             return
-        self._assistant.answer(turn, self._sink(job, turn.key.workspace))
+        self._assistant.answer(turn, self._answer_sink(job, turn))
 
     def handle_file(self, job: Job) -> None:
         """Read a shared file into its channel's knowledge and say so in one line."""
@@ -240,6 +247,32 @@ class SlackWorker:
         where = f"#{channel_name}" if channel_name else "this channel"
         return history.request(f"{where}, {target.label}"), channel, None
 
+    def _answer_sink(self, job: Job, turn: Turn) -> ReplySink:
+        """An answer's sink: native streaming unless turned off (it falls back to paced edits
+        by itself), with feedback buttons naming this answer."""
+        model = self._assistant.model
+        answer = AnswerRef(turn.key, turn.turn_id, model.model_id or model.name)
+        channel, thread_ts = str(job.payload["channel"]), job.payload.get("thread_ts")
+        if self._settings.slack_streaming == "off":
+            return SlackReplySink(
+                self._client,
+                channel=channel,
+                thread_ts=thread_ts,
+                workspace=turn.key.workspace,
+                limits=self._limits,
+                answer=answer,
+            )
+        return SlackStreamSink(
+            self._client,
+            channel=channel,
+            thread_ts=thread_ts,
+            workspace=turn.key.workspace,
+            limits=self._limits,
+            support=self._stream_support,
+            recipient_user=turn.user_id,
+            answer=answer,
+        )
+
     def _sink(self, job: Job, workspace: str) -> SlackReplySink:
         return SlackReplySink(
             self._client,
@@ -277,4 +310,8 @@ def install_worker(
     if indexer is not None:
         router.register(SLACK_FILE, worker.handle_file, on_failure=worker.report_failure)
         router.register(SLACK_FILE_REMOVED, worker.handle_file_removed)
+    # The assistant panel and feedback clicks (bots/slack/panel.py).
+    install_panel(
+        router, worker, assistant, client, settings, summarizer, bot_name=BOT_DISPLAY_NAME
+    )
     return worker

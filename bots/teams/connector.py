@@ -33,6 +33,7 @@ the status.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
@@ -82,11 +83,16 @@ class TransientFailure(RateLimited):
 
 
 class ConnectorRefused(SinkError):
-    """The connector refused for good (401 no token, 403 removed from the team, 404 gone)."""
+    """The connector refused for good (401 no token, 403 removed from the team, 404 gone).
+    ``code`` and ``reason`` are the connector's error code and message (``BadArgument``,
+    ``ContentStreamNotAllowed``, ...), empty when the body had none: streaming tells its
+    refusals apart by them."""
 
-    def __init__(self, detail: str, *, status: int) -> None:
+    def __init__(self, detail: str, *, status: int, code: str = "", reason: str = "") -> None:
         super().__init__(detail)
         self.status = status
+        self.code = code
+        self.reason = reason
         self.cause = f"teams_http_{status}"
 
 
@@ -252,8 +258,28 @@ def translate(op: str, exc: Exception) -> Exception:
         return TransientFailure(wait, f"teams {op}: HTTP {status}", status=status)
     if status == 413:
         return MessageTooLong(f"teams {op}: HTTP 413")
-    log.error("teams connector refused a reply", extra={"op": op, "status": status})
-    return ConnectorRefused(f"teams {op}: HTTP {status}", status=status)
+    code, reason = error_of(exc)
+    log.error("teams connector refused a reply", extra={"op": op, "status": status, "code": code})
+    return ConnectorRefused(f"teams {op}: HTTP {status}", status=status, code=code, reason=reason)
+
+
+def error_of(exc: Exception) -> tuple[str, str]:
+    """The connector's ``{"error": {"code", "message"}}`` from a refusal (botbuilder's
+    ``ErrorResponseException`` has it deserialized; otherwise the body is read), bounded."""
+    error = getattr(getattr(exc, "error", None), "error", None)
+    code, message = getattr(error, "code", None), getattr(error, "message", None)
+    if not isinstance(code, str):
+        try:
+            body = json.loads(getattr(getattr(exc, "response", None), "text", "") or "{}")
+            inner = body.get("error") if isinstance(body, dict) else None
+            if isinstance(inner, dict):
+                code, message = inner.get("code"), inner.get("message")
+        except ValueError:
+            pass
+    return (
+        code[:100] if isinstance(code, str) else "",
+        message[:300] if isinstance(message, str) else "",
+    )
 
 
 def parse_retry_after(value: object) -> float | None:

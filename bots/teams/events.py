@@ -7,8 +7,15 @@
   thread, the channel id (without the suffix) is the channel.
 - Group chat: only messages that @mention the bot; a group chat has no threads, so the chat is
   one conversation.
-- ``conversationUpdate`` that adds the bot: a welcome. Anything else (edits, reactions, invokes,
-  other members joining, the bot's own activities): ignored.
+- ``conversationUpdate`` that adds the bot: a welcome.
+- ``invoke`` ``message/submitAction`` with ``actionName`` ``feedback``: a click on Teams'
+  feedback buttons under an answer (``value.actionValue.reaction`` ``like`` or ``dislike``,
+  ``replyToId`` the answer's message). Its key is built from the invoke's own tenant and
+  conversation, like a message's, so a click can only name an answer of the conversation it was
+  made in. The optional comment (``actionValue.feedback``) is never read: only the rating is
+  recorded. A feedback invoke of another shape is ignored (acknowledged, nothing recorded).
+- Anything else (edits, reactions, other invokes, other members joining, the bot's own
+  activities): ignored.
 - ``forget me``: erase what is stored about the sender (the worker does it in a personal chat
   only, and elsewhere says where to ask).
 
@@ -64,6 +71,7 @@ class Action(StrEnum):
     WELCOME = "welcome"
     SUMMARIZE = "summarize"
     FORGET = "forget"
+    FEEDBACK = "feedback"
     IGNORE = "ignore"
 
 
@@ -116,6 +124,21 @@ class TeamsEvent:
     turn: Turn | None = None
     dedupe_id: str = ""
     reply: ReplyTarget | None = None
+    feedback: FeedbackClick | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackClick:
+    """A click on the feedback buttons: which message, who, and which way."""
+
+    message_id: str
+    # The person's Teams id (``from.id``), the id their questions are stored under: so that
+    # "forget me", which erases by that id, erases their ratings too (not ``aadObjectId``).
+    voter: str
+    reaction: str  # "like" | "dislike"
+
+    def to_payload(self) -> dict[str, str]:
+        return {"message_id": self.message_id, "voter": self.voter, "reaction": self.reaction}
 
 
 def ignore(reason: str) -> TeamsEvent:
@@ -140,6 +163,8 @@ def from_activity(
         return ignore("the bot's own activity")
     if activity.type == ActivityTypes.conversation_update:
         return _welcome(activity)
+    if activity.type == ActivityTypes.invoke:
+        return _feedback(activity)
     if activity.type != ActivityTypes.message:
         return ignore(f"activity type {activity.type!r}")
     if sender is None or not sender.id or not activity.id:
@@ -190,6 +215,41 @@ def _welcome(activity: Activity) -> TeamsEvent:
         key=key,
         dedupe_id=dedupe_id(tenant, activity.conversation.id, event_id),
         reply=_reply_target(activity, tenant, reply_to_id=None),
+    )
+
+
+FEEDBACK_INVOKE = "message/submitAction"
+REACTIONS = ("like", "dislike")
+
+
+def _feedback(activity: Activity) -> TeamsEvent:
+    """A feedback click (see the module docstring), or IGNORE for any other invoke."""
+    if activity.name != FEEDBACK_INVOKE:
+        return ignore(f"invoke {str(activity.name)[:64]!r}")
+    value = activity.value if isinstance(activity.value, Mapping) else {}
+    if value.get("actionName") != "feedback":
+        return ignore("submitAction that is not feedback")
+    action = value.get("actionValue")
+    reaction = action.get("reaction") if isinstance(action, Mapping) else None
+    if reaction not in REACTIONS:
+        return ignore("feedback without a like or dislike")
+    sender = activity.from_property
+    message_id = activity.reply_to_id
+    if sender is None or not sender.id or not isinstance(message_id, str) or not message_id:
+        return ignore("feedback without a sender or a message")
+    kind = conversation_type(activity)
+    tenant = tenant_id(activity)
+    channel, root = split_conversation_id(activity.conversation.id)
+    if kind == CHANNEL and root is None:
+        return ignore("channel feedback outside a reply chain")
+    key = ConversationKey(PLATFORM, tenant, channel, root if kind == CHANNEL and root else channel)
+    event_id = activity.id or f"feedback:{message_id}:{sender.id}:{reaction}"
+    return TeamsEvent(
+        Action.FEEDBACK,
+        key=key,
+        dedupe_id=dedupe_id(tenant, activity.conversation.id, event_id),
+        reply=_reply_target(activity, tenant, reply_to_id=None),
+        feedback=FeedbackClick(message_id, str(sender.id), str(reaction)),
     )
 
 
@@ -340,6 +400,8 @@ def shape_problem(activity: Activity) -> str | None:
         ("id", activity.id, _OPTIONAL_TEXT),
         ("type", activity.type, _OPTIONAL_TEXT),
         ("text", activity.text, _OPTIONAL_TEXT),
+        ("name", activity.name, _OPTIONAL_TEXT),
+        ("replyToId", activity.reply_to_id, _OPTIONAL_TEXT),
         ("channelId", activity.channel_id, _OPTIONAL_TEXT),
         ("serviceUrl", activity.service_url, _OPTIONAL_TEXT),
         ("entities", activity.entities, (list, type(None))),

@@ -2,10 +2,13 @@
 
 The Bot Framework expects the HTTP call to return quickly (within 15 s) and takes replies only
 through the connector, so the answer is always an empty 2xx: 202 when a job was enqueued, 200
-when the activity needs nothing. 400 for a body that is no activity (bounded JSON, fields of the
-right types), 401 for a bad token (a token that could never be valid is refused before the body
-is even parsed), 503 when the Bot Framework's signing keys cannot be fetched (the channel
-retries).
+when the activity needs nothing. A feedback click (an ``invoke``) is answered 200, the invoke
+response Teams waits for, once its job is enqueued; a feedback invoke of the wrong shape is
+answered 200 too, with nothing recorded: Teams would show the person an error for a non-200
+answer, and a signed activity of an odd shape is nothing the person can fix. 400 for a body that
+is no activity (bounded JSON, fields of the right types), 401 for a bad token (a token that
+could never be valid is refused before the body is even parsed), 503 when the Bot Framework's
+signing keys cannot be fetched (the channel retries).
 
 Unauthenticated (local, Emulator) mode trusts nothing in an activity, so the URLs the bot would
 call must be loopback: an activity whose ``serviceUrl`` is not gets 400, and a file whose
@@ -42,11 +45,13 @@ TEAMS_WELCOME = "teams.welcome"
 TEAMS_SUMMARIZE = "teams.summarize"
 TEAMS_FORGET = "teams.forget"
 TEAMS_FILE = "teams.file"
+TEAMS_FEEDBACK = "teams.feedback"
 _JOB_KINDS = {
     Action.ANSWER: TEAMS_MESSAGE,
     Action.WELCOME: TEAMS_WELCOME,
     Action.SUMMARIZE: TEAMS_SUMMARIZE,
     Action.FORGET: TEAMS_FORGET,
+    Action.FEEDBACK: TEAMS_FEEDBACK,
 }
 
 
@@ -120,7 +125,7 @@ def teams_route(
                 "teams activity enqueued",
                 extra={"activity_id": activity.id, "job_id": job.dedupe_id, "job_kind": job.kind},
             )
-        return HttpResponse(202)
+        return HttpResponse(200 if event.action is Action.FEEDBACK else 202)
 
     return route
 
@@ -177,7 +182,7 @@ def parse_activity_json(raw: bytes) -> dict[str, Any]:
 
 
 _TEXT_FIELDS: tuple[tuple[str | None, tuple[str, ...]], ...] = (
-    (None, ("id", "channelId", "text", "replyToId", "locale")),
+    (None, ("id", "channelId", "text", "replyToId", "locale", "name")),
     ("conversation", ("id", "conversationType", "tenantId", "name")),
     ("from", ("id", "name", "aadObjectId")),
     ("recipient", ("id", "name")),
@@ -189,6 +194,9 @@ def to_job(event: TeamsEvent) -> Job:
     payload: dict[str, Any] = event.reply.to_payload()
     if event.turn is not None:
         payload["turn"] = turn_to_payload(event.turn)
+    if event.feedback is not None:
+        payload["feedback"] = event.feedback.to_payload()
+        payload["key"] = list(astuple(event.key))
     return Job(_JOB_KINDS[event.action], event.key.id, event.dedupe_id, payload)
 
 

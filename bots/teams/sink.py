@@ -9,6 +9,9 @@
   raises :class:`RateLimited`, so the pacer skips that edit (or, for the final, waits); the
   final and the first text go before other edits (see :mod:`core.budget`).
   A 429 that still comes is honoured through ``Retry-After``; 412/502/504 are retried shortly.
+- ``feedback``: the final message of a complete answer carries Teams' built-in feedback buttons
+  (``channelData.feedbackLoopEnabled``); notices, refusals and unfinished answers do not. A
+  click arrives as a ``message/submitAction`` invoke naming the message (see events/worker).
 - The final text always arrives: if the final edit fails for good (404: the message is gone;
   or a 412/5xx that persists) it is sent as a new message instead; a message deleted while the
   answer streams (404 on an edit) is continued in a new one.
@@ -46,6 +49,7 @@ TEAMS_THREAD_LIMITS: tuple[Limit, ...] = tuple(
     for window, calls in ((1.0, 7), (2.0, 8), (30.0, 60), (3600.0, 1800))
 )
 _PENDING = "pending:"
+FEEDBACK_CHANNEL_DATA = {"feedbackLoopEnabled": True}
 
 
 @dataclass(frozen=True)
@@ -72,8 +76,11 @@ class TeamsReplySink:
         reply_to_id: str | None,
         limits: TeamsLimits,
         placeholder: str = PLACEHOLDER,
+        feedback: bool = False,
     ) -> None:
         self._connector = connector
+        self._feedback = feedback
+        self._flagged: set[str] = set()  # activity ids sent with the feedback buttons
         self._reference = reference
         self._reply_to_id = reply_to_id
         self._budget = limits.budget
@@ -124,14 +131,17 @@ class TeamsReplySink:
 
     def finish(self, ref: str, text: str, reply: Reply) -> None:
         final = with_sources(text, reply.sources)
+        flag = self._feedback and reply.complete and not reply.error
         if ref in self._pending:
-            self._materialize(ref, final, Priority.REQUIRED, closes=True)
+            self._materialize(ref, final, Priority.REQUIRED, closes=True, feedback=flag)
             return
         activity_id = self._ids.get(ref, ref)
-        if ref in self._replaced or self._shown.get(activity_id) == final:
+        if ref in self._replaced:
+            return
+        if self._shown.get(activity_id) == final and (not flag or activity_id in self._flagged):
             return
         try:
-            self._edit(activity_id, final, Priority.REQUIRED, closes=True)
+            self._edit(activity_id, final, Priority.REQUIRED, closes=True, feedback=flag)
             return
         except TransientFailure as exc:
             self._final_failures += 1
@@ -148,7 +158,7 @@ class TeamsReplySink:
                 "final edit refused; sending the answer as a new message",
                 extra={"cause": exc.cause},
             )
-        self._ids[ref] = self._send_message(final, Priority.REQUIRED, closes=True)
+        self._ids[ref] = self._send_message(final, Priority.REQUIRED, closes=True, feedback=flag)
         self._replaced.add(ref)
 
     def close(self) -> None:
@@ -166,32 +176,53 @@ class TeamsReplySink:
             self._budget.open(self._scope, self._holder)
         return message_id
 
+    def note_shown(self, ref: str, text: str) -> None:
+        """``ref``'s message shows ``text`` already (a stream's message, ended with it)."""
+        self._shown[self._ids.get(ref, ref)] = text
+
     # -- calls ------------------------------------------------------------------------------
 
     def _materialize(
-        self, ref: str, text: str, priority: Priority, *, closes: bool = False
+        self,
+        ref: str,
+        text: str,
+        priority: Priority,
+        *,
+        closes: bool = False,
+        feedback: bool = False,
     ) -> None:
-        self._ids[ref] = self._send_message(text, priority, closes=closes)
+        self._ids[ref] = self._send_message(text, priority, closes=closes, feedback=feedback)
         self._pending.discard(ref)
 
-    def _send_message(self, text: str, priority: Priority, *, closes: bool = False) -> str:
+    def _send_message(
+        self, text: str, priority: Priority, *, closes: bool = False, feedback: bool = False
+    ) -> str:
         self._spend(priority, closes=closes)
-        activity_id = self._connector.send(
-            self._reference, _message(text), reply_to_id=self._reply_to_id
-        )
+        activity = message_activity(text, feedback=feedback)
+        activity_id = self._connector.send(self._reference, activity, reply_to_id=self._reply_to_id)
         if not activity_id:
             raise SinkError("teams send: the connector returned no activity id")
         self._shown[activity_id] = text
+        if feedback:
+            self._flagged.add(activity_id)
         return activity_id
 
     def _edit(
-        self, activity_id: str, text: str, priority: Priority, *, closes: bool = False
+        self,
+        activity_id: str,
+        text: str,
+        priority: Priority,
+        *,
+        closes: bool = False,
+        feedback: bool = False,
     ) -> None:
         self._spend(priority, closes=closes)
-        activity = _message(text)
+        activity = message_activity(text, feedback=feedback)
         activity.id = activity_id
         self._connector.update(self._reference, activity)
         self._shown[activity_id] = text
+        if feedback:
+            self._flagged.add(activity_id)
 
     def _send_typing(self) -> None:
         """Best effort: a typing indicator that cannot be sent now is skipped, not waited for;
@@ -212,8 +243,14 @@ class TeamsReplySink:
             raise BudgetSpent(wait, "teams per-thread send budget spent")
 
 
-def _message(text: str) -> Activity:
-    return Activity(type=ActivityTypes.message, text=text or " ", text_format="markdown")
+def message_activity(text: str, *, feedback: bool = False) -> Activity:
+    """A Markdown message; ``feedback``: with Teams' built-in thumbs up / down buttons."""
+    return Activity(
+        type=ActivityTypes.message,
+        text=text or " ",
+        text_format="markdown",
+        channel_data=dict(FEEDBACK_CHANNEL_DATA) if feedback else None,
+    )
 
 
 def with_sources(text: str, sources: tuple[SourceCitation, ...]) -> str:

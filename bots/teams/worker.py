@@ -1,5 +1,12 @@
 """Teams jobs in the worker: answer a message, welcome a new conversation, summarize what the
-bot has seen of a conversation or a file shared in it, read an uploaded file."""
+bot has seen of a conversation or a file shared in it, read an uploaded file, record a click on
+an answer's feedback buttons.
+
+Answers in personal chats stream natively (:mod:`bots.teams.stream`) unless
+``CHATBOT_TEAMS_STREAMING=off``; group chats, channels, notices and summaries use paced edits
+(:mod:`bots.teams.sink`). Answers carry Teams' feedback buttons; a click is recorded against
+the answer the clicked message carries, looked up in the click's own conversation, and nothing
+is said in the chat about it."""
 
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ from bots.teams.auth import bot_identity
 from bots.teams.connector import TeamsConnector
 from bots.teams.events import PERSONAL, ReplyTarget, is_loopback_url
 from bots.teams.ingress import (
+    TEAMS_FEEDBACK,
     TEAMS_FILE,
     TEAMS_FORGET,
     TEAMS_MESSAGE,
@@ -24,12 +32,14 @@ from bots.teams.ingress import (
     TEAMS_WELCOME,
 )
 from bots.teams.sink import TeamsLimits, TeamsReplySink
+from bots.teams.stream import StreamSupport, TeamsStreamSink
 from core.assistant import Assistant
 from core.budget import LocalRateBudget
 from core.config import Settings
 from core.domain import ConversationKey, FileRef
 from core.erasure import FORGET_FAILED
 from core.errors import ChatbotError, RateLimited
+from core.feedback import Feedback, Rating
 from core.files.ingest import FileIndexer
 from core.files.types import FileRejected
 from core.jobs import JOB_FAILED_MESSAGE, Job, JobRouter, turn_from_payload
@@ -106,8 +116,10 @@ class TeamsWorker:
         summarizer: Summarizer | None = None,
         knowledge: KnowledgeStore | None = None,
         clock: Callable[[], float] = time.time,
+        streaming: StreamSupport | None = None,
     ):
         self._clock = clock
+        self._streaming = streaming or StreamSupport(enabled=False)
         self._summarizer = summarizer
         self._knowledge = knowledge
         self._assistant = assistant
@@ -125,7 +137,26 @@ class TeamsWorker:
         return urlsplit(url).scheme == "https"
 
     def handle_message(self, job: Job) -> None:
-        self._assistant.answer(turn_from_payload(job.payload["turn"]), self._sink(job))
+        self._assistant.answer(turn_from_payload(job.payload["turn"]), self._answer_sink(job))
+
+    def handle_feedback(self, job: Job) -> None:
+        """A click on an answer's feedback buttons: recorded against the answer the clicked
+        message carries, found in the click's own conversation (so a message of another
+        conversation or tenant, or a deleted or unknown one, finds nothing and nothing is
+        recorded). Nothing is posted: the buttons show the click themselves, and a store
+        failure is logged by the assistant (the click is lost; nothing is said in the chat)."""
+        click = job.payload["feedback"]
+        key = ConversationKey(*job.payload["key"])
+        answer = self._assistant.answer_for_message(key, str(click["message_id"]))
+        if answer is None or answer.key != key:
+            log.info("feedback on a message that carries no answer here; nothing recorded")
+            return
+        rating = Rating.GOOD if click["reaction"] == "like" else Rating.BAD
+        recorded = self._assistant.record_feedback(Feedback(answer, str(click["voter"]), rating))
+        log.info(
+            "teams feedback",
+            extra={"answer_id": answer.answer_id, "rating": rating.value, "recorded": recorded},
+        )
 
     def handle_welcome(self, job: Job) -> None:
         self._assistant.notify(self._sink(job), WELCOME)
@@ -241,6 +272,26 @@ class TeamsWorker:
             limits=self._limits,
         )
 
+    def _answer_sink(self, job: Job) -> TeamsReplySink | TeamsStreamSink:
+        """An answer's sink: streamed in a personal chat (when streaming is on), paced edits
+        elsewhere; both with the feedback buttons on a complete answer."""
+        target = ReplyTarget.from_payload(job.payload)
+        if target.conversation_type == PERSONAL and self._streaming.enabled:
+            return TeamsStreamSink(
+                self._connector,
+                reference=target.conversation_reference(),
+                reply_to_id=target.reply_to_id,
+                limits=self._limits,
+                support=self._streaming,
+            )
+        return TeamsReplySink(
+            self._connector,
+            reference=target.conversation_reference(),
+            reply_to_id=target.reply_to_id,
+            limits=self._limits,
+            feedback=True,
+        )
+
 
 def install_worker(
     router: JobRouter,
@@ -250,8 +301,10 @@ def install_worker(
     *,
     summarizer: Summarizer | None = None,
     knowledge: KnowledgeStore | None = None,
+    streaming: StreamSupport | None = None,
 ) -> TeamsWorker:
-    """Registers the Teams job kinds. Credentials are built here, once per process."""
+    """Registers the Teams job kinds. Credentials are built here, once per process, and so is
+    the memory of which tenants refused streaming (``streaming``: tests pass their own)."""
     connector = TeamsConnector(bot_identity(settings))
     worker = TeamsWorker(
         assistant,
@@ -263,6 +316,7 @@ def install_worker(
         insecure_downloads=not settings.microsoft_app_id,
         summarizer=summarizer,
         knowledge=knowledge,
+        streaming=streaming or StreamSupport(enabled=settings.teams_streaming == "auto"),
     )
     if indexer is not None:
         router.register(TEAMS_FILE, worker.handle_file, on_failure=worker.report_failure)
@@ -270,4 +324,6 @@ def install_worker(
     router.register(TEAMS_WELCOME, worker.handle_welcome)
     router.register(TEAMS_SUMMARIZE, worker.handle_summarize, on_failure=worker.report_failure)
     router.register(TEAMS_FORGET, worker.handle_forget, on_failure=worker.report_failure)
+    # No failure hook: a click is answered by its buttons, never by a message in the chat.
+    router.register(TEAMS_FEEDBACK, worker.handle_feedback)
     return worker

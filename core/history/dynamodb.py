@@ -5,7 +5,13 @@ Item layout (every attribute a plain DynamoDB type, so the table reads well in t
     pk          S  "CONV#" + ConversationKey.id        e.g. CONV#slack#T1#C1#1700000000.000100
     sk          S  "TURN#" + created_at in ms (15 digits, zero-padded) + "#" + turn_id,
                    or "REPLY#" + turn_id: the message carrying the answer to that question
-                   (``message_id`` S), so a job redelivered after a crash finishes it
+                   (``message_id`` S), so a job redelivered after a crash finishes it,
+                   or "ANSWER#" + message_id: the answer a final message carries
+                   (``answer_id`` S, ``model_id`` S), so a feedback click naming only the
+                   message finds its answer (under the asker's user key),
+                   or "FEEDBACK#" + answer_id + "#" + voter: one person's rating of one answer
+                   (``answer_id``, ``user_id`` = the voter, ``rating``, ``model_id`` S, ``at`` N;
+                   no text), under the voter's user key
     gsi1pk      S  "USER#{platform}#{workspace}#{user_id}"   (index "by-user")
     gsi1sk      S  same as sk
     turn_id     S
@@ -24,7 +30,12 @@ Why this shape:
 - A redelivered event carries the same platform timestamp and id, so it maps to the same
   ``sk``; ``attribute_not_exists(pk)`` then refuses the duplicate (``TurnAlreadyStored``).
 - The ``by-user`` index (projection ALL) finds one person's turns in one workspace, user and
-  assistant turns alike, so they can be erased on request.
+  assistant turns alike, so they can be erased on request; their reply and answer records and
+  the ratings they gave are under the same key and go with them.
+- A rating is one conditional ``PutItem`` (``attribute_not_exists(pk) OR rating <> :r``): a
+  double click or a redelivered click is refused by the table itself, a changed mind replaces.
+- ``recent_turns`` reads only ``begins_with(sk, "TURN#")``: no record of another kind is ever
+  returned as a turn.
 - DynamoDB's TTL deletes expired items lazily, up to days late (and moto never deletes them), so
   reads filter on ``expires_at`` as well.
 
@@ -43,6 +54,7 @@ from typing import Any
 from core import dynamodb
 from core.domain import ConversationKey, Role, Turn
 from core.errors import TurnAlreadyStored
+from core.feedback import AnswerRef, Feedback, Rating
 from core.history.base import REPLY_RECORD_SECONDS, HistoryStore, files_from_json, files_to_json
 
 logger = logging.getLogger(__name__)
@@ -74,6 +86,14 @@ def turn_sk(created_at: float, turn_id: str) -> str:
 def reply_sk(turn_id: str) -> str:
     """Beside the turns (``TURN#...``), never read by :meth:`recent_turns`."""
     return "REPLY#" + turn_id
+
+
+def answer_sk(message_id: str) -> str:
+    return "ANSWER#" + message_id
+
+
+def feedback_sk(answer_id: str, voter: str) -> str:
+    return f"FEEDBACK#{answer_id}#{voter}"
 
 
 def user_pk(platform: str, workspace: str, user_id: str) -> str:
@@ -186,6 +206,96 @@ class DynamoDbHistoryStore(HistoryStore):
         if not item or float(item[TTL_ATTRIBUTE]["N"]) <= self._clock():
             return None
         return str(item["message_id"]["S"])
+
+    def remember_answer(self, answer: AnswerRef, message_id: str, *, asker: str = "") -> None:
+        key = answer.key
+        sk = answer_sk(message_id)
+        item: dict[str, Any] = {
+            "pk": {"S": conversation_pk(key)},
+            "sk": {"S": sk},
+            "answer_id": {"S": answer.answer_id},
+            "model_id": {"S": answer.model_id},
+            TTL_ATTRIBUTE: {"N": str(math.ceil(self._clock() + self._retention_seconds))},
+        }
+        if asker:  # under the asker, like the turns: erasing a person's data erases these too
+            item["gsi1pk"] = {"S": user_pk(key.platform, key.workspace, asker)}
+            item["gsi1sk"] = {"S": sk}
+        dynamodb.call(
+            self._client, "PutItem", "recording an answer message", TableName=self._table, Item=item
+        )
+
+    def answer_for_message(self, key: ConversationKey, message_id: str) -> AnswerRef | None:
+        item = dynamodb.call(
+            self._client,
+            "GetItem",
+            "reading an answer message",
+            TableName=self._table,
+            Key={"pk": {"S": conversation_pk(key)}, "sk": {"S": answer_sk(message_id)}},
+            ConsistentRead=True,
+        ).get("Item")
+        if not item or float(item[TTL_ATTRIBUTE]["N"]) <= self._clock():
+            return None
+        return AnswerRef(key, str(item["answer_id"]["S"]), str(item["model_id"]["S"]))
+
+    def record_feedback(self, feedback: Feedback, user_of_answer: str | None) -> bool:
+        answer, key = feedback.answer, feedback.answer.key
+        now = self._clock()
+        sk = feedback_sk(answer.answer_id, feedback.voter)
+        item = {
+            "pk": {"S": conversation_pk(key)},
+            "sk": {"S": sk},
+            "gsi1pk": {"S": user_pk(key.platform, key.workspace, feedback.voter)},
+            "gsi1sk": {"S": sk},
+            "answer_id": {"S": answer.answer_id},
+            "user_id": {"S": feedback.voter},
+            "rating": {"S": feedback.rating.value},
+            "model_id": {"S": answer.model_id},
+            "at": {"N": repr(float(feedback.at))},
+            TTL_ATTRIBUTE: {"N": str(math.ceil(now + self._retention_seconds))},
+        }
+        try:
+            dynamodb.call(
+                self._client,
+                "PutItem",
+                "recording feedback",
+                TableName=self._table,
+                Item=item,
+                # The same rating again (unexpired) is refused by the table: nothing changes.
+                ConditionExpression="attribute_not_exists(pk) OR #rating <> :rating"
+                " OR #expires <= :now",
+                ExpressionAttributeNames={"#rating": "rating", "#expires": TTL_ATTRIBUTE},
+                ExpressionAttributeValues={
+                    ":rating": {"S": feedback.rating.value},
+                    ":now": {"N": repr(float(now))},
+                },
+            )
+        except dynamodb.ConditionFailed:
+            return False
+        return True
+
+    def feedback_for_answer(self, key: ConversationKey, answer_id: str) -> list[Feedback]:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "FilterExpression": "#expires > :now AND answer_id = :answer",
+            "ExpressionAttributeNames": {"#expires": TTL_ATTRIBUTE},
+            "ExpressionAttributeValues": {
+                ":pk": {"S": conversation_pk(key)},
+                ":prefix": {"S": feedback_sk(answer_id, "")},
+                ":answer": {"S": answer_id},
+                ":now": {"N": repr(float(self._clock()))},
+            },
+            "ConsistentRead": True,
+        }
+        return [
+            Feedback(
+                AnswerRef(key, answer_id, str(item["model_id"]["S"])),
+                str(item["user_id"]["S"]),
+                Rating(item["rating"]["S"]),
+                float(item["at"]["N"]),
+            )
+            for item in dynamodb.query(self._client, "reading feedback", **request)
+        ]
 
     def delete_user_data(self, platform: str, workspace: str, user_id: str) -> int:
         request: dict[str, Any] = {

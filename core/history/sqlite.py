@@ -9,6 +9,10 @@ Rows are ordered by ``created_at`` and then by ``seq`` (insertion order), so two
 same timestamp come back in the order they were stored. Expired rows are never returned and are
 deleted opportunistically, at most once a minute, when a turn is appended.
 
+Feedback lives in its own tables beside ``turns`` (``answers``: which answer a final message
+carries; ``feedback``: one row per voter and answer, ids and rating only), so no query for turns
+can ever return it; one conditional upsert makes a duplicate click write nothing.
+
 Stored text is decoded leniently (invalid UTF-8 becomes U+FFFD): one damaged row must not make a
 whole conversation unreadable.
 """
@@ -25,6 +29,7 @@ from typing import Any
 
 from core.domain import ConversationKey, Role, Turn
 from core.errors import StoreError, TurnAlreadyStored
+from core.feedback import AnswerRef, Feedback, Rating
 from core.history.base import REPLY_RECORD_SECONDS, HistoryStore, files_from_json, files_to_json
 from core.sqlite import open_database
 
@@ -65,6 +70,45 @@ CREATE TABLE IF NOT EXISTS reply_messages (
     PRIMARY KEY (conv_id, turn_id)
 );
 CREATE INDEX IF NOT EXISTS reply_messages_by_user ON reply_messages (platform, workspace, user_id);
+CREATE TABLE IF NOT EXISTS answers (
+    conv_id    TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    answer_id  TEXT NOT NULL,
+    model_id   TEXT NOT NULL,
+    platform   TEXT NOT NULL,
+    workspace  TEXT NOT NULL,
+    user_id    TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (conv_id, message_id)
+);
+CREATE INDEX IF NOT EXISTS answers_by_user ON answers (platform, workspace, user_id);
+CREATE TABLE IF NOT EXISTS feedback (
+    conv_id    TEXT NOT NULL,
+    answer_id  TEXT NOT NULL,
+    user_id    TEXT NOT NULL,
+    platform   TEXT NOT NULL,
+    workspace  TEXT NOT NULL,
+    channel    TEXT NOT NULL,
+    thread     TEXT NOT NULL,
+    rating     TEXT NOT NULL,
+    model_id   TEXT NOT NULL,
+    at         REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (conv_id, answer_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS feedback_by_user ON feedback (platform, workspace, user_id);
+"""
+
+# One statement, so a double click racing itself writes once: the update happens only when the
+# rating changed (or the earlier one expired), and ``rowcount`` says whether anything was written.
+_FEEDBACK_UPSERT = """
+INSERT INTO feedback (conv_id, answer_id, user_id, platform, workspace, channel, thread, rating,
+                      model_id, at, expires_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (conv_id, answer_id, user_id) DO UPDATE SET
+    rating = excluded.rating, model_id = excluded.model_id, at = excluded.at,
+    expires_at = excluded.expires_at
+WHERE feedback.rating <> excluded.rating OR feedback.expires_at <= ?
 """
 
 _INSERT = """
@@ -169,12 +213,77 @@ class SqliteHistoryStore(HistoryStore):
                 raise StoreError(f"reading the reply to {turn_id}: {exc}") from exc
         return str(row[0]) if row else None
 
+    def remember_answer(self, answer: AnswerRef, message_id: str, *, asker: str = "") -> None:
+        key = answer.key
+        row = (key.id, message_id, answer.answer_id, answer.model_id, key.platform, key.workspace)
+        expires = self._clock() + self._retention_seconds
+        with self._lock:
+            try:
+                with self._conn:
+                    self._conn.execute(
+                        "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (*row, asker, expires),
+                    )
+            except sqlite3.Error as exc:
+                raise StoreError(f"recording the answer in {message_id}: {exc}") from exc
+
+    def answer_for_message(self, key: ConversationKey, message_id: str) -> AnswerRef | None:
+        with self._lock:
+            try:
+                row = self._conn.execute(
+                    "SELECT answer_id, model_id FROM answers"
+                    " WHERE conv_id = ? AND message_id = ? AND expires_at > ?",
+                    (key.id, message_id, self._clock()),
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise StoreError(f"reading the answer in {message_id}: {exc}") from exc
+        return AnswerRef(key, str(row[0]), str(row[1])) if row else None
+
+    def record_feedback(self, feedback: Feedback, user_of_answer: str | None) -> bool:
+        answer, key = feedback.answer, feedback.answer.key
+        now = self._clock()
+        row = (
+            key.id,
+            answer.answer_id,
+            feedback.voter,
+            key.platform,
+            key.workspace,
+            key.channel,
+            key.thread,
+            feedback.rating.value,
+            answer.model_id,
+            feedback.at,
+            now + self._retention_seconds,
+        )
+        with self._lock:
+            try:
+                with self._conn:
+                    cursor = self._conn.execute(_FEEDBACK_UPSERT, (*row, now))
+            except sqlite3.Error as exc:
+                raise StoreError(f"recording feedback on {answer.answer_id}: {exc}") from exc
+        return cursor.rowcount > 0
+
+    def feedback_for_answer(self, key: ConversationKey, answer_id: str) -> list[Feedback]:
+        with self._lock:
+            try:
+                rows = self._conn.execute(
+                    "SELECT user_id, rating, model_id, at FROM feedback"
+                    " WHERE conv_id = ? AND answer_id = ? AND expires_at > ? ORDER BY user_id",
+                    (key.id, answer_id, self._clock()),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"reading feedback on {answer_id}: {exc}") from exc
+        return [
+            Feedback(AnswerRef(key, answer_id, str(model)), str(voter), Rating(rating), float(at))
+            for voter, rating, model, at in rows
+        ]
+
     def delete_user_data(self, platform: str, workspace: str, user_id: str) -> int:
         deleted = 0
         with self._lock:
             try:
                 with self._conn:
-                    for table in ("turns", "reply_messages"):
+                    for table in ("turns", "reply_messages", "answers", "feedback"):
                         cursor = self._conn.execute(
                             f"DELETE FROM {table}"  # noqa: S608 - a fixed table name
                             " WHERE platform = ? AND workspace = ? AND user_id = ?",
@@ -195,7 +304,11 @@ class SqliteHistoryStore(HistoryStore):
         try:
             with self._conn:
                 cursor = self._conn.execute("DELETE FROM turns WHERE expires_at <= ?", (now,))
-                self._conn.execute("DELETE FROM reply_messages WHERE expires_at <= ?", (now,))
+                for table in ("reply_messages", "answers", "feedback"):
+                    self._conn.execute(
+                        f"DELETE FROM {table} WHERE expires_at <= ?",  # noqa: S608 - fixed name
+                        (now,),
+                    )
         except sqlite3.Error:
             logger.warning("purging expired history turns failed", exc_info=True)
             return

@@ -11,6 +11,19 @@ Behind it sits a small in-memory workspace: channels holding messages (threads v
 ``files.info``, serves file bytes at ``url_private_download`` to the bot token only, and answers
 ``unknown_method`` to anything else (tests can add methods with :meth:`SlackStandIn.on`).
 
+Native streaming is modelled as Slack documents it: ``chat.startStream`` (needs ``thread_ts``;
+outside a DM also ``recipient_team_id`` and ``recipient_user_id``, else ``invalid_arguments``),
+``chat.appendStream`` (``markdown_text`` at most 12,000 characters) and ``chat.stopStream``
+(optional ``markdown_text`` and ``blocks``). The streamed message is an ordinary bot message
+whose text is everything streamed so far (also as its first, ``markdown``, block); blocks given
+to ``chat.stopStream`` follow that block. A stream that was stopped, or expired
+(:attr:`SlackStandIn.stream_ttl` seconds of :attr:`SlackStandIn.clock` without a call, or
+:meth:`SlackStandIn.expire_streams`), answers ``message_not_in_streaming_state``. A workspace
+without streaming (:attr:`SlackStandIn.streaming_enabled` ``False``) answers
+:attr:`SlackStandIn.streaming_refusal` to ``chat.startStream``. ``assistant.threads.setStatus``
+keeps the last status per thread (:meth:`SlackStandIn.status`); like Slack, a bot message in the
+thread clears it.
+
 Like Slack, every answer is HTTP 200 with ``{"ok": false, "error": ...}`` on failure, except
 scripted failures with another status (:meth:`SlackStandIn.fail_next`): a 429 carries
 ``Retry-After`` (1 unless told). Slack's documented size limits are enforced (``text`` 40,000
@@ -24,10 +37,15 @@ and the form or JSON body, with JSON-encoded form fields (``blocks``, ``attachme
 Slack's rate tiers for the reply methods are enforced on request
 (:meth:`SlackStandIn.enforce_rate_limits`; off by default): ``chat.update`` at most
 ``update_per_minute`` accepted calls in any sliding 60-second window for the workspace (Tier 3),
-``chat.postMessage`` a token bucket per channel (about one a second, short bursts allowed). A call
-over its limit is refused at arrival with HTTP 429, ``{"ok": false, "error": "ratelimited"}`` and
+``chat.postMessage`` a token bucket per channel (about one a second, short bursts allowed; a
+``chat.startStream`` takes from the same bucket, as it posts a message), ``chat.appendStream`` at
+most ``append_per_minute`` in any 60 seconds for the workspace (Tier 4). A call over its limit
+is refused at arrival with HTTP 429, ``{"ok": false, "error": "ratelimited"}`` and
 ``Retry-After`` in whole seconds; refused calls do not count toward the limit, are recorded with
 status 429 and counted in :attr:`SlackStandIn.rate_limited`.
+
+The module is long (over 1,000 lines) because it is one fake of one API: the workspace's state,
+its methods and its limits share one lock and one store of messages.
 """
 
 from __future__ import annotations
@@ -103,6 +121,7 @@ class RateLimits:
     update_per_minute: int = 50  # chat.update, Tier 3, per workspace (sliding 60 s window)
     post_per_second: float = 1.0  # chat.postMessage refill, per channel
     post_burst: int = 3  # chat.postMessage bucket capacity, per channel
+    append_per_minute: int = 100  # chat.appendStream, Tier 4, per workspace (sliding 60 s)
 
 
 @dataclass(frozen=True)
@@ -122,6 +141,15 @@ class _Channel:
 
     def ordered(self) -> list[dict[str, Any]]:
         return sorted(self.messages.values(), key=lambda m: ts_to_micros(m["ts"]))
+
+
+@dataclass
+class _Stream:
+    """A message being streamed: its channel, and when it was last appended to."""
+
+    channel: str
+    last_at: float
+    open: bool = True
 
 
 @dataclass
@@ -358,6 +386,14 @@ class SlackStandIn(LoopbackHttpService):
         self.rate_limited: Counter[str] = Counter()  # method -> calls refused with 429
         self._rate_limits: RateLimits | None = None
         self._update_window: deque[float] = deque()  # arrival of each accepted chat.update
+        self._append_window: deque[float] = deque()  # ... and of each chat.appendStream
+        # Native streaming (see the module docstring).
+        self.streaming_enabled = True
+        self.streaming_refusal = "feature_not_enabled"
+        self.stream_ttl: float | None = None
+        self._streams: dict[tuple[str, str], _Stream] = {}  # (channel, ts) -> stream
+        self._statuses: dict[tuple[str, str], dict[str, Any]] = {}  # (channel, thread) -> last
+        self.status_history: list[dict[str, Any]] = []  # every status set, in order
         self._post_buckets: dict[str, tuple[float, float]] = {}  # channel -> (tokens, at)
 
         self.add_user(bot_user_id, bot_name, bot_name, is_bot=True)
@@ -541,15 +577,19 @@ class SlackStandIn(LoopbackHttpService):
         update_per_minute: int = 50,
         post_per_second: float = 1.0,
         post_burst: int = 3,
+        append_per_minute: int = 100,
     ) -> RateLimits:
         """Refuse calls over Slack's rate tiers with 429 (see the module docstring), starting
         with empty windows and full buckets; call again to change the limits (and reset)."""
         if update_per_minute < 1 or post_per_second <= 0 or post_burst < 1:
             raise ValueError("rate limits must be positive")
-        limits = RateLimits(update_per_minute, post_per_second, post_burst)
+        if append_per_minute < 1:
+            raise ValueError("rate limits must be positive")
+        limits = RateLimits(update_per_minute, post_per_second, post_burst, append_per_minute)
         with self._lock:
             self._rate_limits = limits
             self._update_window.clear()
+            self._append_window.clear()
             self._post_buckets.clear()
         return limits
 
@@ -558,7 +598,35 @@ class SlackStandIn(LoopbackHttpService):
         with self._lock:
             self._rate_limits = None
             self._update_window.clear()
+            self._append_window.clear()
             self._post_buckets.clear()
+
+    def delete_message(self, channel: str, ts: str) -> None:
+        """Remove a message as a person deleting it would (a later edit: ``message_not_found``)."""
+        with self._lock:
+            self._channel_for_seeding(channel).messages.pop(ts, None)
+
+    def expire_streams(self) -> int:
+        """End every open stream as Slack does when one idles too long; returns how many."""
+        with self._lock:
+            open_streams = [s for s in self._streams.values() if s.open]
+            for stream in open_streams:
+                stream.open = False
+            return len(open_streams)
+
+    def stream_state(self, channel: str, ts: str) -> str | None:
+        """``streaming``, ``stopped`` (or expired), or None for a message never streamed."""
+        with self._lock:
+            stream = self._streams.get((channel, ts))
+            if stream is None:
+                return None
+            return "streaming" if self._stream_alive(stream) else "stopped"
+
+    def status(self, channel: str, thread_ts: str) -> dict[str, Any] | None:
+        """The thread's current status (``status``, ``loading_messages``), or None."""
+        with self._lock:
+            found = self._statuses.get((channel, thread_ts))
+            return copy.deepcopy(found) if found else None
 
     @property
     def rate_limits(self) -> RateLimits | None:
@@ -682,14 +750,16 @@ class SlackStandIn(LoopbackHttpService):
         if limits is None:
             return None
         now = self.clock()
-        if method == "chat.update":
-            window = self._update_window
+        if method in ("chat.update", "chat.appendStream"):
+            update = method == "chat.update"
+            window = self._update_window if update else self._append_window
+            per_minute = limits.update_per_minute if update else limits.append_per_minute
             while window and window[0] <= now - _UPDATE_WINDOW_SECONDS:
                 window.popleft()
-            if len(window) >= limits.update_per_minute:
+            if len(window) >= per_minute:
                 return _whole_seconds(window[0] + _UPDATE_WINDOW_SECONDS - now)
             window.append(now)
-        elif method == "chat.postMessage":
+        elif method in ("chat.postMessage", "chat.startStream"):
             channel = str(params.get("channel") or "")
             tokens, last = self._post_buckets.get(channel, (float(limits.post_burst), now))
             tokens = min(float(limits.post_burst), tokens + (now - last) * limits.post_per_second)
@@ -770,6 +840,8 @@ class SlackStandIn(LoopbackHttpService):
         return ([parent] if parent else []) + replies
 
     def _store(self, channel: _Channel, msg: dict[str, Any], thread_ts: str | None) -> None:
+        if thread_ts is not None and msg.get("bot_id") == self.bot_id:
+            self._statuses.pop((channel.id, thread_ts), None)  # the reply clears the status
         if thread_ts is not None and thread_ts != msg["ts"]:
             msg["thread_ts"] = thread_ts
             parent = channel.messages.get(thread_ts)
@@ -891,6 +963,101 @@ class SlackStandIn(LoopbackHttpService):
             "text": msg["text"],
             "message": copy.deepcopy(msg),
         }
+
+    # native streaming (called with the lock held)
+
+    def _stream_alive(self, stream: _Stream) -> bool:
+        if not stream.open:
+            return False
+        if self.stream_ttl is not None and self.clock() - stream.last_at > self.stream_ttl:
+            stream.open = False  # idled too long: Slack ends it
+        return stream.open
+
+    def _open_stream(self, params: Params) -> tuple[_Channel, dict[str, Any], _Stream]:
+        channel = self._channels.get(str(params.get("channel") or ""))
+        if channel is None:
+            raise SlackApiFailure("channel_not_found")
+        ts = str(params.get("ts") or "")
+        if not ts:
+            raise SlackApiFailure("invalid_arguments")
+        msg = channel.messages.get(ts)
+        if msg is None:
+            raise SlackApiFailure("message_not_found")
+        stream = self._streams.get((channel.id, ts))
+        if stream is None or not self._stream_alive(stream):
+            raise SlackApiFailure("message_not_in_streaming_state")
+        return channel, msg, stream
+
+    @staticmethod
+    def _markdown(params: Params, *, required: bool) -> str:
+        text = params.get("markdown_text")
+        if text is None or text == "":
+            if required:
+                raise SlackApiFailure("invalid_arguments")
+            return ""
+        if len(str(text)) > MARKDOWN_BLOCKS_LIMIT:
+            raise SlackApiFailure("msg_too_long")
+        return str(text)
+
+    @staticmethod
+    def _show_streamed(msg: dict[str, Any], text: str) -> None:
+        msg["text"] = text
+        msg["blocks"] = [{"type": "markdown", "text": text}]
+
+    def _m_chat_startStream(self, params: Params) -> dict[str, Any]:
+        if not self.streaming_enabled:
+            raise SlackApiFailure(self.streaming_refusal)
+        channel = self._readable_channel(params)
+        thread_ts = str(params.get("thread_ts") or "")
+        if not thread_ts:
+            raise SlackApiFailure("invalid_arguments")
+        recipients = params.get("recipient_team_id"), params.get("recipient_user_id")
+        if not channel.is_im and not all(recipients):
+            raise SlackApiFailure("invalid_arguments")
+        text = self._markdown(params, required=False)
+        msg = self._bot_message({}, new_ts())
+        self._show_streamed(msg, text)
+        self._store(channel, msg, thread_ts)
+        self._streams[(channel.id, msg["ts"])] = _Stream(channel.id, self.clock())
+        return {"channel": channel.id, "ts": msg["ts"]}
+
+    def _m_chat_appendStream(self, params: Params) -> dict[str, Any]:
+        channel, msg, stream = self._open_stream(params)
+        text = self._markdown(params, required=True)
+        self._show_streamed(msg, msg["text"] + text)
+        stream.last_at = self.clock()
+        return {"channel": channel.id, "ts": msg["ts"]}
+
+    def _m_chat_stopStream(self, params: Params) -> dict[str, Any]:
+        channel, msg, stream = self._open_stream(params)
+        text = self._markdown(params, required=False)
+        blocks = params.get("blocks")
+        if blocks is not None:
+            self._check_content({"blocks": blocks}, required=False)
+        self._show_streamed(msg, msg["text"] + text)
+        if blocks:
+            msg["blocks"] = msg["blocks"] + list(blocks)
+        stream.open = False
+        return {"channel": channel.id, "ts": msg["ts"], "message": copy.deepcopy(msg)}
+
+    def _m_assistant_threads_setStatus(self, params: Params) -> dict[str, Any]:
+        channel = self._readable_channel({"channel": params.get("channel_id")})
+        thread_ts = str(params.get("thread_ts") or "")
+        status = params.get("status")
+        if not thread_ts or status is None:
+            raise SlackApiFailure("invalid_arguments")
+        entry = {
+            "channel": channel.id,
+            "thread_ts": thread_ts,
+            "status": str(status),
+            "loading_messages": list(params.get("loading_messages") or []),
+        }
+        self.status_history.append(entry)
+        if status:
+            self._statuses[(channel.id, thread_ts)] = entry
+        else:
+            self._statuses.pop((channel.id, thread_ts), None)
+        return {}
 
     def _m_chat_postEphemeral(self, params: Params) -> dict[str, Any]:
         channel = self._readable_channel(params)

@@ -15,7 +15,24 @@ under a path prefix (``/amer/`` by default: real service URLs look like
 Every call is recorded (:attr:`ConnectorStandIn.calls`), the current text of each message is
 kept, bodies over :attr:`ConnectorStandIn.max_body_bytes` get 413, an update of an unknown
 activity gets 404, and failures can be scripted per operation (:meth:`ConnectorStandIn.fail`):
-429 with ``Retry-After``, 412, 502, 403, 404, ...
+429 with ``Retry-After``, 412, 502, 403, 404, ... (with the connector's error ``code``).
+
+It also speaks Teams' native streaming (activities with a ``streaminfo`` entity): the first
+streaming request (``informative`` or ``streaming``, ``streamSequence`` 1) opens a stream whose
+id is the id answered; later ones name it (``streamId``) and must carry an increasing
+``streamSequence`` (else 400) and, for ``streaming`` chunks, text that continues the text
+streamed so far (else 400); the ``final`` (a ``message``) ends the stream and becomes the
+stream's message, which then shows, and keeps, the final's text, ``channelData`` and entities.
+A streamed message shows its chunks' text as they arrive (an informative update alone shows no
+message), and keeps it when the stream ends otherwise. Streaming is for personal chats only
+(group chats and channels answer 405 ``Method Not Allowed``);
+:attr:`ConnectorStandIn.refuse_streaming` makes personal chats refuse it too (400
+``BadArgument``, "streaming api is not enabled", or another status); a stream older than
+:attr:`ConnectorStandIn.stream_cap_seconds` by :attr:`ConnectorStandIn.clock` answers 403
+``ContentStreamNotAllowed`` and is over (its message stays); a request on a finished stream
+answers 403 ``ContentStreamNotAllowed`` too; :attr:`ConnectorStandIn.stream_min_gap` (off by
+default) answers 429 with ``Retry-After`` to a stream's requests closer together than that.
+:attr:`ConnectorStandIn.streams` records each stream.
 
 :class:`TokenIssuer` plays the Bot Framework's token service for INBOUND requests: an RSA key
 pair, OpenID metadata and JWKS served on loopback, and tokens minted with PyJWT. The
@@ -28,11 +45,17 @@ For OUTBOUND calls, the ``outbound_token`` fixture replaces
 dummy token, recording which credentials asked.
 
 The module also builds the activities Teams sends (:func:`personal_message`,
-:func:`channel_message`, :func:`group_message`, :func:`conversation_update`).
+:func:`channel_message`, :func:`group_message`, :func:`conversation_update`,
+:func:`feedback_invoke`).
+
+It is one module of about 850 lines because it is one fixture plugin (``conftest`` loads it by
+name) playing one service: the connector's REST routes, its streaming protocol and the token
+issuer share the same ids, conversations and activity builders.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import threading
@@ -210,6 +233,35 @@ def conversation_update(
     )
 
 
+def feedback_invoke(
+    reaction: Any,
+    *,
+    reply_to_id: str | None,
+    service_url: str,
+    conversation: dict[str, Any] | None = None,
+    value: Any = None,
+    **kw: Any,
+) -> dict[str, Any]:
+    """A click on Teams' feedback buttons under the bot's message ``reply_to_id``: an
+    ``invoke`` named ``message/submitAction`` (``value`` replaces the whole value, to send odd
+    shapes; ``conversation`` defaults to the personal chat)."""
+    if value is None:
+        comment = json.dumps({"feedbackText": "typed by the person"})
+        value = {
+            "actionName": "feedback",
+            "actionValue": {"reaction": reaction, "feedback": comment},
+        }
+    conversation = conversation or {
+        "conversationType": "personal",
+        "tenantId": TENANT_ID,
+        "id": PERSONAL_CONVERSATION,
+    }
+    extra: dict[str, Any] = {"name": "message/submitAction", "value": value}
+    if reply_to_id is not None:
+        extra["replyToId"] = reply_to_id
+    return activity("invoke", service_url=service_url, conversation=conversation, **extra, **kw)
+
+
 # --- the connector ------------------------------------------------------------------------------
 
 
@@ -253,6 +305,48 @@ class _Failure:
     retry_after: str | None
     remaining: int | None  # None: every matching call
     when: Callable[[dict[str, Any]], bool] | None
+    code: str | None = None
+    message: str = "scripted"
+
+
+@dataclass
+class Stream:
+    """One native stream as the stand-in saw it."""
+
+    id: str
+    conversation_id: str
+    started: float
+    sequence: int  # the last streamSequence accepted
+    text: str = ""  # the text streamed so far
+    informative: list[str] = field(default_factory=list)
+    chunks: int = 0
+    final: dict[str, Any] | None = None  # the final activity, once accepted
+    over: str = ""  # why the stream ended without a final ("time cap"), if it did
+    last_request: float = 0.0
+
+
+STREAM_TIMED_OUT = "Content stream finished due to exceeded streaming time."
+
+
+def stream_info(activity: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``streaminfo`` entity of an activity, if it has one."""
+    for entity in activity.get("entities") or ():
+        if isinstance(entity, dict) and entity.get("type") == "streaminfo":
+            return entity
+    return None
+
+
+def stream_type(activity: dict[str, Any]) -> str:
+    """``informative`` | ``streaming`` | ``final``, or "" for an activity of no stream."""
+    info = stream_info(activity)
+    return str(info.get("streamType") or "") if info else ""
+
+
+def feedback_enabled(message: dict[str, Any]) -> bool:
+    data = message.get("channelData") or {}
+    return bool(data.get("feedbackLoopEnabled")) or (
+        (data.get("feedbackLoop") or {}).get("type") == "default"
+    )
 
 
 class _Handler(TrackingHandler):
@@ -307,6 +401,12 @@ class ConnectorStandIn(LoopbackHttpService):
         self._messages: dict[str, dict[str, Any]] = {}  # activity id → the message as shown
         self._order: list[str] = []
         self._ids = itertools.count(1)
+        # Native streaming.
+        self.refuse_streaming: int | None = None  # a status: personal chats refuse streaming
+        self.stream_cap_seconds = 120.0
+        self.stream_min_gap: float | None = None
+        self.clock: Callable[[], float] = time.monotonic
+        self._streams: dict[str, Stream] = {}
 
     # addresses
 
@@ -325,14 +425,17 @@ class ConnectorStandIn(LoopbackHttpService):
         retry_after: float | str | None = None,
         times: int | None = 1,
         when: Callable[[dict[str, Any]], bool] | None = None,
+        code: str | None = None,
+        message: str = "scripted",
     ) -> None:
         """The next ``times`` calls of ``op`` ("send", "reply", "update"; None times: all of
-        them) whose activity matches ``when`` answer ``status`` (with ``Retry-After``)."""
+        them) whose activity matches ``when`` answer ``status`` (with ``Retry-After``), with
+        the error ``code`` (by default one that fits the status) and ``message``."""
         if op not in ("send", "reply", "update"):
             raise ValueError(f"unknown operation {op!r}")
         after = None if retry_after is None else str(retry_after)
         with self._lock:
-            self._failures.append(_Failure(op, status, after, times, when))
+            self._failures.append(_Failure(op, status, after, times, when, code, message))
 
     # reading
 
@@ -343,6 +446,11 @@ class ConnectorStandIn(LoopbackHttpService):
 
     def calls_to(self, *ops: str, type: str | None = None) -> list[ConnectorCall]:
         return [c for c in self.calls if c.op in ops and (type is None or c.type == type)]
+
+    @property
+    def streams(self) -> list[Stream]:
+        with self._lock:
+            return [json_copy(stream) for stream in self._streams.values()]
 
     def messages(self, conversation_id: str | None = None) -> list[dict[str, Any]]:
         """The bot's messages as they now show, oldest first (optionally of one conversation,
@@ -422,7 +530,10 @@ class ConnectorStandIn(LoopbackHttpService):
         if failure is not None:
             extra = {"Retry-After": failure.retry_after} if failure.retry_after else {}
             code = {429: "Throttled", 412: "PreconditionFailed", 403: "BotNotInConversationRoster"}
-            error = {"code": code.get(failure.status, "ServiceError"), "message": "scripted"}
+            error = {
+                "code": failure.code or code.get(failure.status, "ServiceError"),
+                "message": failure.message,
+            }
             return failure.status, {"error": error}, extra
         if not isinstance(body, dict) or not body.get("type"):
             return 400, {"error": {"code": "BadArgument", "message": "no activity type"}}, {}
@@ -438,8 +549,11 @@ class ConnectorStandIn(LoopbackHttpService):
                 return 404, {"error": {"code": "ActivityNotFound", "message": activity_id}}, {}
             shown["text"] = body.get("text")
             shown["textFormat"] = body.get("textFormat")
+            shown["channelData"] = body.get("channelData")
             shown["edits"] = shown.get("edits", 0) + 1
             return 200, {"id": activity_id}, {}
+        if stream_info(body) is not None:
+            return self._stream(conversation_id, body)
         if body["type"] != "message":
             return 200, {}, {}  # typing and other non-message activities are not kept
         new_id = str(1_790_000_000_000 + next(self._ids))
@@ -451,10 +565,93 @@ class ConnectorStandIn(LoopbackHttpService):
             "conversation": {"id": conversation_id},
             "replyToId": body.get("replyToId"),
             "from": body.get("from"),
+            "channelData": body.get("channelData"),
+            "entities": body.get("entities") or [],
             "edits": 0,
         }
         self._order.append(new_id)
         return 201, {"id": new_id}, {}
+
+    def _stream(
+        self, conversation_id: str, body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """One streaming request (see the module docstring); called under the lock."""
+        info = stream_info(body) or {}
+        kind = info.get("streamType")
+        kinds = {"informative": "typing", "streaming": "typing", "final": "message"}
+        if kind not in kinds or body["type"] != kinds[kind]:
+            return _bad(f"streamType {kind!r} in a {body['type']!r} activity")
+        conversation_type = (body.get("conversation") or {}).get("conversationType")
+        if conversation_type in ("groupChat", "channel"):
+            error = {"code": "BadArgument", "message": "Method Not Allowed"}
+            return 405, {"error": error}, {}
+        if self.refuse_streaming is not None:
+            message = "Invalid request: streaming api is not enabled"
+            return self.refuse_streaming, {"error": {"code": "BadArgument", "message": message}}, {}
+        text = str(body.get("text") or "")
+        sequence = info.get("streamSequence")
+        now = self.clock()
+        stream_id = info.get("streamId")
+        if stream_id is None:  # the first request opens a stream
+            if kind == "final" or sequence != 1:
+                return _bad("a stream starts with streamSequence 1")
+            if kind == "informative" and len(text) > 1000:
+                return _bad("informative text over 1000 characters")
+            new_id = str(1_790_000_000_000 + next(self._ids))
+            stream = Stream(new_id, conversation_id, now, 1, last_request=now)
+            self._streams[new_id] = stream
+            self._streamed(stream, body, kind, text)
+            return 201, {"id": new_id}, {}
+        stream = self._streams.get(str(stream_id))
+        if stream is None or stream.conversation_id != conversation_id:
+            return _bad("unknown stream")
+        if stream.final is not None or stream.over:
+            return 403, _not_allowed("Content stream is not allowed on a finished stream."), {}
+        if now - stream.started > self.stream_cap_seconds:
+            stream.over = "time cap"
+            return 403, _not_allowed(STREAM_TIMED_OUT), {}
+        gap = now - stream.last_request
+        if self.stream_min_gap is not None and gap < self.stream_min_gap:
+            wait = f"{self.stream_min_gap - gap:.3f}"
+            return 429, {"error": {"code": "Throttled", "message": "1 rps"}}, {"Retry-After": wait}
+        if kind != "final" or sequence is not None:
+            if not isinstance(sequence, int) or sequence <= stream.sequence:
+                return _bad(f"streamSequence {sequence!r} after {stream.sequence}")
+            stream.sequence = sequence
+        if kind == "streaming" and not text.startswith(stream.text):
+            return _bad("a streaming chunk must hold the text streamed before it")
+        stream.last_request = now
+        self._streamed(stream, body, kind, text)
+        return 201, {"id": stream.id}, {}
+
+    def _streamed(self, stream: Stream, body: dict[str, Any], kind: str, text: str) -> None:
+        if kind == "informative":
+            stream.informative.append(text)
+            return
+        if kind == "streaming":
+            stream.chunks += 1
+            stream.text = text
+        else:
+            stream.final = body
+        shown = self._messages.get(stream.id)
+        if shown is None:
+            shown = {
+                "id": stream.id,
+                "type": "message",
+                "conversation": {"id": stream.conversation_id},
+                "replyToId": body.get("replyToId"),
+                "from": body.get("from"),
+                "edits": 0,
+            }
+            self._messages[stream.id] = shown
+            self._order.append(stream.id)
+        shown.update(
+            text=text,
+            textFormat=body.get("textFormat"),
+            channelData=body.get("channelData") if kind == "final" else None,
+            entities=body.get("entities") or [],
+            streaming=kind != "final",
+        )
 
     def _scripted(self, op: str, body: Any) -> _Failure | None:
         for failure in self._failures:
@@ -467,6 +664,18 @@ class ConnectorStandIn(LoopbackHttpService):
                 failure.remaining -= 1
             return failure
         return None
+
+
+def _bad(message: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+    return 400, {"error": {"code": "BadArgument", "message": message}}, {}
+
+
+def _not_allowed(message: str) -> dict[str, Any]:
+    return {"error": {"code": "ContentStreamNotAllowed", "message": message}}
+
+
+def json_copy(stream: Stream) -> Stream:
+    return copy.deepcopy(stream)
 
 
 # --- the token issuer (inbound auth) ------------------------------------------------------------
