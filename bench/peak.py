@@ -5,7 +5,9 @@ the same moment (one HTTP connection each), and waits until every answer is fina
 cap passes. Three hosts are measured per round, in the same run, at the same N:
 
 - **native**: ``chatbot serve``, as shipped: Slack's native streaming (``chat.startStream`` /
-  ``appendStream`` / ``stopStream``, a loading status before the first text).
+  ``appendStream`` / ``stopStream``, a loading status before the first text) for the replies
+  whose stream is admitted (a stop fits in Slack's Tier 2, about 20 a minute per workspace), the
+  paced path for the others; the report counts both.
 - **paced**: ``chatbot serve`` with ``CHATBOT_SLACK_STREAMING=off``: a placeholder and paced
   ``chat.update`` edits under our rate budget (the fallback where Slack will not stream).
 - **baseline**: the same host with the reply path of a naive Slack GPT bot
@@ -16,7 +18,8 @@ Around the host, everything runs in this process on 127.0.0.1:
 
 - the Slack Web API stand-in of ``tests/standins/slack.py`` with its rate tiers on
   (``chat.update`` 50 in any 60 s per workspace; ``chat.postMessage`` a bucket of 3 per channel
-  refilling at 1 a second) and a fixed latency on both methods;
+  refilling at 1 a second; ``chat.appendStream`` 100, ``chat.stopStream`` and
+  ``chat.startStream`` 20 in any 60 s per workspace) and a fixed latency on the reply methods;
 - a Bedrock ``ConverseStream`` stand-in (:class:`PacedBedrock`) streaming the same answer to
   every request at a fixed pace, in AWS's event-stream framing, reached through
   ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``, so the real boto3 path runs in the host. It notes when it
@@ -144,6 +147,8 @@ class SlackTiers:
     post_per_second: float = 1.0
     post_burst: int = 3
     append_per_minute: int = 100
+    stop_per_minute: int = 20  # chat.stopStream, Tier 2
+    start_per_minute: int = 20  # chat.startStream: no tier published, Tier 2 assumed
 
 
 # -- the model stand-in --------------------------------------------------------------------------
@@ -521,6 +526,7 @@ class Trace:
     first_text_at: float = math.inf  # first accepted call showing the answer's first words
     final_at: float = math.inf  # first accepted call showing the whole answer
     complete: bool = False  # at the end: a message in the thread shows the whole answer
+    streamed: bool = False  # Slack accepted a chat.startStream in the thread (native streaming)
     shown: list[tuple[float, int]] = field(default_factory=list)  # (arrival, answer chars shown)
 
 
@@ -569,6 +575,7 @@ class Tracker:
                 return
             message = (channel, str(call.response.get("ts") or ""))
             self._by_message[message] = trace
+            trace.streamed = trace.streamed or method == "chat.startStream"
             trace.placeholder_at = min(trace.placeholder_at, call.at)
         elif method in ("chat.update", "chat.appendStream", "chat.stopStream"):
             message = (channel, str(call.params.get("ts") or ""))
@@ -638,6 +645,7 @@ class RoundResult:
     host_other_lines: dict[str, int] = field(default_factory=dict)
     host_exceptions: dict[str, int] = field(default_factory=dict)
     host_settings: dict[str, Any] = field(default_factory=dict)
+    streamed_natively: int = 0  # answers with an accepted chat.startStream; the rest went paced
 
     @property
     def calls_per_answer(self) -> float:
@@ -679,6 +687,8 @@ def run_round(
             tiers.post_per_second,
             tiers.post_burst,
             tiers.append_per_minute,
+            tiers.stop_per_minute,
+            tiers.start_per_minute,
         )
         port = free_port()
         env = host_env(
@@ -811,6 +821,7 @@ def _result(
         host_other_lines=dict(host.other_lines),
         host_exceptions=dict(host.exceptions),
         host_settings=dict(host.settings),
+        streamed_natively=sum(t.streamed for t in traces),
     )
 
 
@@ -857,6 +868,7 @@ def round_table(native: RoundResult, paced: RoundResult, base: RoundResult) -> s
 
     rows = [
         row("answers complete", lambda r: f"{r.complete}/{r.n}"),
+        row("answers streamed natively / paced", _paths),
         row(
             "ingress connection errors",
             lambda r: str(r.connection_errors) + _kinds(r.error_kinds),
@@ -906,6 +918,10 @@ def round_table(native: RoundResult, paced: RoundResult, base: RoundResult) -> s
     return markdown_table(
         ["measure", "native", "paced", "baseline", "native/paced", "paced/baseline"], rows
     )
+
+
+def _paths(r: RoundResult) -> str:
+    return f"{r.streamed_natively} / {r.n - r.streamed_natively}"
 
 
 def _share(value: float) -> str:
@@ -972,6 +988,17 @@ def targets(native: RoundResult, paced: RoundResult, base: RoundResult) -> tuple
             "(reported; native/paced "
             + _ratio(native.calls_per_answer, paced.calls_per_answer)
             + ")",
+            "",
+            "",
+        ]
+    )
+    rows.append(
+        [
+            "answers streamed natively / paced",
+            _paths(native),
+            _paths(paced),
+            _paths(base),
+            "(reported; native: as many as Slack's stop tier admits)",
             "",
             "",
         ]
@@ -1054,16 +1081,19 @@ Reproduce: `.venv/bin/python -m bench.peak` (this run took {took:.0f} s; `--quic
 **What runs.** Per round and per side a fresh host subprocess on a free 127.0.0.1 port:
 **native** is `chatbot serve` as shipped (`CHATBOT_SLACK_STREAMING=auto`: a loading status with
 `assistant.threads.setStatus`, then `chat.startStream`, `chat.appendStream` and `chat.stopStream`
-with the sources and feedback buttons); **paced** is the same with `CHATBOT_SLACK_STREAMING=off`
-(a placeholder, then paced `chat.update` edits under the rate budget: the path replies take where
-Slack will not stream); the **baseline** is `python -m bench.peak_baseline serve`, the same
-host (ingress, in-process queue, worker, history, prompt, Bedrock client) whose Slack replies take
-the path popular Slack GPT bots take: post a placeholder, `chat.update` the whole text every 8
-deltas and at the end, no rate budget, a `WebClient` with no retry handlers, and give up at the
-first error (the bench patches the host's wiring before `bots.cli.main`; production code has no
-switch for it). Host environment: `SLACK_SIGNING_SECRET` and `SLACK_BOT_TOKEN` (dummies),
-`SLACK_API_URL` at the Slack stand-in, `CHATBOT_LLM=bedrock` with
-`AWS_ENDPOINT_URL_BEDROCK_RUNTIME` at the model stand-in and dummy AWS credentials,
+with the sources and feedback buttons, for each reply whose stream is admitted: its stop fits
+now in Slack's Tier 2 beside every open stream's stop, and a start is free; any other reply
+goes the paced way at once, from the same status); **paced** is the same with
+`CHATBOT_SLACK_STREAMING=off` (a placeholder, then paced `chat.update` edits under the rate
+budget: the path replies take where Slack will not stream); the **baseline** is
+`python -m bench.peak_baseline serve`, the same host (ingress, in-process queue, worker, history,
+prompt, Bedrock client) whose Slack replies take the path popular Slack GPT bots take: post a
+placeholder, `chat.update` the whole text every 8 deltas and at the end, no rate budget, a
+`WebClient` with no retry handlers, and give up at the first error (the bench patches the host's
+wiring before `bots.cli.main`; production code has no switch for it). Host environment:
+`SLACK_SIGNING_SECRET` and `SLACK_BOT_TOKEN` (dummies), `SLACK_API_URL` at the Slack stand-in,
+`CHATBOT_LLM=bedrock` with `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` at the model stand-in and dummy AWS
+credentials,
 `CHATBOT_DATA_DIR` a fresh temporary directory, `CHATBOT_PORT`; everything else at its default
 (the host reported `CHATBOT_LOCAL_WORKERS` = {workers if workers is not None else "not reported"}).
 
@@ -1079,10 +1109,13 @@ or at a cap ({CAP_S:.0f} s at N={TARGET_N}, {SMALL_CAP_S:.0f} s below); then the
 {tiers.update_per_minute} accepted calls in any sliding 60 s window for the workspace (Tier 3);
 `chat.postMessage` a token bucket per channel, {tiers.post_burst} deep, refilling at
 {tiers.post_per_second:g} a second, shared with `chat.startStream` (it posts a message);
-`chat.appendStream` at most {tiers.append_per_minute} in any 60 s for the workspace (Tier 4).
-Over a limit: HTTP 429, `ratelimited`, `Retry-After` in whole seconds; a refused call does not
-count toward the limit. Every reply method (posts, edits, the three streaming methods and
-`assistant.threads.setStatus`) answers after {SLACK_LATENCY_S * 1000:.0f} ms. **The model**
+`chat.appendStream` at most {tiers.append_per_minute} in any 60 s for the workspace (Tier 4);
+`chat.stopStream` at most {tiers.stop_per_minute} and `chat.startStream` at most
+{tiers.start_per_minute} in any 60 s for the workspace (Tier 2; Slack publishes no tier for
+`chat.startStream`, so Tier 2 is assumed). Over a limit: HTTP 429, `ratelimited`,
+`Retry-After` in whole seconds; a refused call does not count toward the limit. Every reply
+method (posts, edits, the three streaming methods and `assistant.threads.setStatus`) answers
+after {SLACK_LATENCY_S * 1000:.0f} ms. **The model**
 streams the same answer to every request:
 `messageStart` at once, the first of {pace.deltas} text deltas after {pace.ttft:.1f} s, then one
 every {pace.gap * 1000:.0f} ms (about {pace.ttft + (pace.deltas - 1) * pace.gap:.1f} s per answer,
@@ -1110,8 +1143,10 @@ budget. *Burst → last answer final*: from the barrier to the arrival of the la
 *Peak resident memory*: `VmHWM` of the host process at the end of the round.
 The paced 50-answer round cannot end much before a minute: Tier 3 allows 50 `chat.update` a
 minute for the whole workspace, and 50 answers each need a visible first edit and a final one.
-Native streaming is not bound by it: its appends and stops count against Tier 4 (100 a minute),
-and its first text rides on `chat.startStream`, counted per channel.
+Native streaming is bound by Tier 2 instead: about 20 `chat.stopStream` a minute per workspace,
+so at most that many streams are admitted in a minute, and the other answers of a burst take the
+paced path (*answers streamed natively / paced*). Both budgets are spent side by side: the
+streams' stops and appends do not touch `chat.update`'s Tier 3, which the paced answers use.
 
 **Host log** (warnings and errors the hosts wrote, per round):
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import secrets
 import signal
+import stat
 import sys
 import time
 import uuid
@@ -161,23 +163,51 @@ def local_token(data_dir: Path) -> str:
     """The local host's token, kept in the data directory (readable by its owner only) so that
     a playground page left open across a restart of ``chatbot serve`` reconnects with the URL it
     already has. Deleting the file gives the next run a new token. A data directory that cannot
-    be written gives this run a token of its own."""
+    be written gives this run a token of its own.
+
+    The file is trusted only if it is a regular file (not a symlink: opened with
+    ``O_NOFOLLOW``), owned by us and readable by nobody else; otherwise someone else could know
+    or choose the token, and a new one replaces it (written to a private temporary file, then
+    renamed over the old name, so nobody ever reads a half-written or wider-open token)."""
     path = data_dir / TOKEN_FILE
-    try:
-        token = path.read_text(encoding="ascii").strip()
-        if len(token) >= 32:
-            return token
-    except (OSError, UnicodeDecodeError):
-        pass
+    token = _trusted_token(path)
+    if token is not None:
+        return token
     token = secrets.token_urlsafe(32)
+    temporary = data_dir / f".{TOKEN_FILE}.{secrets.token_hex(8)}"
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        descriptor = os.open(temporary, flags, 0o600)
         with os.fdopen(descriptor, "w", encoding="ascii") as file:
             file.write(token)
+        os.replace(temporary, path)
     except OSError:
         log.warning("could not keep the local token; it lasts this run only")
+        with contextlib.suppress(OSError):
+            temporary.unlink()
     return token
+
+
+def _trusted_token(path: Path) -> str | None:
+    """The token in ``path`` if the file is ours alone (see :func:`local_token`), else None."""
+    try:
+        # O_NONBLOCK: a FIFO put there must not hang the start (it is then refused below).
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        descriptor = os.open(path, flags)
+    except OSError:
+        return None  # missing, unreadable, or a symlink
+    with os.fdopen(descriptor, "rb") as file:
+        try:
+            found = os.fstat(file.fileno())
+            mine = not hasattr(os, "getuid") or found.st_uid == os.getuid()
+            if not stat.S_ISREG(found.st_mode) or not mine or found.st_mode & 0o077:
+                log.warning("the local token file is not private to this user: a new token")
+                return None
+            token = file.read(1024).decode("ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+    return token if len(token) >= 32 else None
 
 
 if __name__ == "__main__":

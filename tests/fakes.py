@@ -13,6 +13,20 @@ from core.models.base import ChatModel, ModelEvent, StreamEnd, TextDelta
 from core.prompt import Prompt
 
 
+class FakeClock:
+    """One fake time for budgets, pacers and sinks: it moves only when the code under test
+    sleeps (or a test moves ``now``)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @dataclass
 class SinkCall:
     op: str

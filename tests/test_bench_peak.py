@@ -31,8 +31,10 @@ def test_a_round_counts_complete_answers(side: str) -> None:
     if side == "native":  # a status and a stream per answer, no placeholder, no edits
         assert result.statuses == 2 and result.streams >= 4
         assert result.posts == result.updates == 0
+        assert result.streamed_natively == 2  # two streams fit Slack's stop tier at once
     else:
         assert result.posts >= 2 and result.streams == result.statuses == 0
+        assert result.streamed_natively == 0
     # Every answer was followed from its ack to its final text.
     assert len(result.ack_s) == len(result.first_visible_s) == 2
     assert len(result.text_visible_s) == len(result.final_s) == 2
@@ -102,6 +104,7 @@ def test_the_tracker_follows_answers_by_channel_and_thread() -> None:
     c1, c2 = tracker.traces[("C1", "1.000001")], tracker.traces[("C2", "1.000002")]
     assert (c1.placeholder_at, c1.first_text_at, c1.final_at) == (10.2, 12.0, 14.0)
     assert (c2.placeholder_at, c2.first_text_at, c2.final_at) == (10.3, 11.5, math.inf)
+    assert not (c1.streamed or c2.streamed)  # posted and edited: the paced path
     assert tracker.finals == 1
     assert c1.shown == [(10.2, 0), (12.0, len(FIRST)), (14.0, len(ANSWER))]
     assert c2.shown == [(10.3, 0), (11.5, len(FIRST) + 1)]  # "First x": a prefix plus a space
@@ -128,6 +131,7 @@ def test_the_tracker_follows_native_streams_to_their_stop() -> None:
     assert (trace.placeholder_at, trace.first_text_at, trace.final_at) == (10.2, 10.9, 12.0)
     assert trace.shown == [(10.9, len(FIRST)), (11.5, len(ANSWER)), (12.0, len(ANSWER))]
     assert tracker.finals == 1
+    assert trace.streamed
 
 
 def _result(side: str, *, complete: int, rate_limited: int, finals: int) -> peak.RoundResult:
@@ -165,9 +169,11 @@ def _result(side: str, *, complete: int, rate_limited: int, finals: int) -> peak
 
 def test_the_report_gives_each_target_a_verdict_for_both_of_our_paths() -> None:
     native = _result("native", complete=50, rate_limited=0, finals=50)
+    native.streamed_natively = 20  # one minute of Slack's stop tier; the others went paced
     paced = _result("paced", complete=50, rate_limited=0, finals=50)
     base = _result("baseline", complete=0, rate_limited=50, finals=0)
     compact, section = peak.report([native, paced, base], 70.0, pace=FAST)
+    assert "| answers streamed natively / paced | 20 / 30 | 0 / 50 | 0 / 50 |" in section
     assert "MISSED" not in compact
     assert section.count("PASS") == 12 and "**MISS**" not in section
     assert "not all final (0/50)" in section

@@ -29,22 +29,9 @@ from core.pacer import (
     PLACEHOLDER,
     ReplyPacer,
 )
-from tests.fakes import RecordingSink, SinkCall, rate_limit_on, refuse, timed_stream
+from tests.fakes import FakeClock, RecordingSink, SinkCall, rate_limit_on, refuse, timed_stream
 
 SLACK = 0.005  # clock granularity allowance for lower-bound checks
-
-
-class FakeClock:
-    """A clock that moves only when the code under test sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def edits(sink: RecordingSink) -> list[float]:

@@ -7,13 +7,18 @@ Runs on the embedded defaults (offline model, SQLite), through the real local se
 from __future__ import annotations
 
 import base64
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import pytest
 
+from bots.local.app import QUEUE_FILE
+from bots.local.queue import InProcessQueue
 from bots.slack.panel import NO_CONTEXT
+from core.jobs import Job
 from core.sinks import PLACEHOLDER as THINKING
 from core.summarize import PLACEHOLDER as SUMMARIZING
 from tests.playground_client import TOKEN, Running, start
@@ -312,7 +317,7 @@ def test_teams_personal_chat_is_answered(pg: Running) -> None:
     usage = pg.wait_state(
         lambda s: next((u for u in s["answers"] if u["platform"] == "teams"), None)
     )
-    assert usage["channel"] == "a:playground-personal-chat"
+    assert usage["channel"] == pg.app.playground.teams.personal  # type: ignore[union-attr]
 
 
 def test_teams_channel_answers_a_mention_in_its_reply_chain(pg: Running) -> None:
@@ -414,11 +419,64 @@ def test_streams_end_when_the_server_shuts_down_and_a_restart_serves_again(
         second.stop()
 
 
+def test_jobs_a_previous_run_left_for_its_playground_are_dropped_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``chatbot serve`` closes its socket (and with it the emulators) before it drains: the
+    playground's unfinished jobs stay in the queue file, and could only fail against the next
+    run's empty workspace. The next start drops them and keeps every other job."""
+    recorded: list[Job] = []
+    monkeypatch.setattr(InProcessQueue, "enqueue", lambda self, job: recorded.append(job))
+    first = start(tmp_path)  # its routes take the recording enqueue: no job runs
+    try:
+        first.act(
+            "/playground/slack/messages",
+            {"channel": GENERAL, "thread_ts": None, "text": "@assistant left behind?"},
+        )
+        first.act("/playground/teams/messages", {"conversation": "personal", "text": "and me?"})
+        assert first.send("POST", "/local/messages", {"text": "a devchat turn"})[0] == 202
+    finally:
+        first.stop()
+    monkeypatch.undo()
+    playground_jobs = [job for job in recorded if job.kind.startswith(("slack.", "teams."))]
+    assert {job.kind.split(".")[0] for job in playground_jobs} == {"slack", "teams"}
+    assert len(playground_jobs) < len(recorded)  # and the devchat turn
+    left = InProcessQueue(lambda job: None, path=tmp_path / QUEUE_FILE, autostart=False)
+    for job in recorded:  # as a run stopped mid-answer leaves them
+        left.enqueue(job)
+    left.close(drain_seconds=0)
+
+    second = start(tmp_path)
+    try:
+        assert second.app.dropped_jobs == len({job.dedupe_id for job in playground_jobs})
+        assert second.app.queue.join()  # the devchat turn ran
+        assert second.send("GET", "/local/messages?thread=main")[1]["messages"]
+        assert second.state()["slack"]["messages"] == []  # no stray apology
+        assert second.state()["teams"]["activities"] == []
+    finally:
+        second.stop()
+
+
+@pytest.mark.parametrize("limit", [b"1e400", b"[1]", b'{"a": 1}', b'"many"', b"-1e400"])
+def test_an_odd_page_limit_is_slacks_invalid_arguments(pg: Running, limit: bytes) -> None:
+    token = pg.app.settings.slack_bot_token
+    body = b'{"channel": "CGENERAL", "limit": ' + limit + b"}"
+    for method in ("conversations.history", "conversations.replies"):
+        status, answer = pg.send("POST", "/playground/slack/api/" + method, raw=body, token=token)
+        assert status == 200 and answer["ok"] is False, (method, answer)
+    status, answer = pg.send(
+        "POST", "/playground/slack/api/conversations.history", raw=body, token=token
+    )
+    assert answer["error"] == "invalid_arguments"
+
+
 # --- what the page may not do -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/", "/playground/state", "/playground/events"])
-def test_without_the_token_nothing_but_the_static_assets_is_served(pg: Running, path: str) -> None:
+@pytest.mark.parametrize("path", ["/playground/state", "/playground/events"])
+def test_without_the_token_nothing_but_the_static_page_and_assets_is_served(
+    pg: Running, path: str
+) -> None:
     status, body = pg.send("GET", path, token=None)
     assert status == 401 and "token" in body["error"]
     assert pg.send("GET", path, token="wrong")[0] == 401
@@ -436,6 +494,10 @@ def test_the_page_is_served_with_the_token_in_its_url_and_strict_headers(pg: Run
     assert response.status == 200 and b"<html" in page.lower()
     assert "script-src 'self'" in (response.getheader("Content-Security-Policy") or "")
     assert response.getheader("Referrer-Policy") == "no-referrer"
+    # The page is static (no data, no token in it): served without the token too, so a reload
+    # works once the page dropped the token from its address.
+    status, again = pg.send("GET", "/", token=None)
+    assert status == 200 and again == page and TOKEN.encode() not in page
     status, _ = pg.send("GET", "/playground/static/../../cli.py", token=None)
     assert status == 404
     assert pg.send("GET", "/playground/static/nope.js", token=None)[0] == 404
@@ -521,28 +583,63 @@ def test_a_wrong_content_type_is_refused(pg: Running) -> None:
     assert status == 415 and body["error"]
 
 
-def test_files_over_the_limit_are_refused_with_413(tmp_path: Path) -> None:
+def test_a_file_over_the_bots_limit_is_shared_and_the_bot_refuses_it_in_the_chat(
+    tmp_path: Path,
+) -> None:
     running = start(tmp_path, max_file_mb=1)
     try:
-        limit = running.state()["limits"]["max_file_bytes"]
-        assert limit == 1024 * 1024
+        limits = running.state()["limits"]
+        limit = limits["max_file_bytes"]
+        assert limit == 1024 * 1024 and limits["upload_cap_bytes"] == 4 * limit
         data = base64.b64encode(b"x" * (limit + 1)).decode()
+        shared = running.act(
+            "/playground/slack/files",
+            {"channel": GENERAL, "name": "big.txt", "mime_type": "text/plain", "data_base64": data},
+        )
+        # Slack takes the file; the bot answers in the share's thread with production's words
+        # (bots/downloads.py), without downloading it.
+        refusal = running.wait_state(final_answer(GENERAL, shared["ts"]))
+        assert markdown_of(refusal) == "I can't read big.txt: it is 2 MB and the limit is 1 MB."
+        token = running.app.settings.slack_bot_token
+        info = running.send(
+            "POST", "/playground/slack/api/files.info", {"file": shared["file_id"]}, token=token
+        )[1]
+        assert info["file"]["size"] == limit + 1  # the true size, as Slack reports it
+        path = f"/playground/slack/files/{shared['file_id']}/big.txt"
+        assert running.send("GET", path, token=token)[0] == 404  # no bytes were kept
+    finally:
+        running.stop()
+
+
+def status_of_headers(running: Running, length: int, *, token: str | None) -> int:
+    """The status of an upload whose headers announce ``length`` bytes and whose body is never
+    sent: an answer means the server did not wait for the body."""
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    with socket.create_connection(("127.0.0.1", running.port), timeout=30) as raw:
+        raw.sendall(
+            "POST /playground/slack/files HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/json\r\n{auth}Content-Length: {length}\r\n\r\n".encode()
+        )
+        return int(raw.makefile("rb").readline().split()[1])
+
+
+def test_files_over_the_playgrounds_own_memory_cap_are_refused_with_413(tmp_path: Path) -> None:
+    running = start(tmp_path, max_file_mb=1)
+    try:
+        cap = running.state()["limits"]["upload_cap_bytes"]
+        data = base64.b64encode(b"x" * (cap + 1)).decode()
         status, body = running.send(
             "POST",
             "/playground/slack/files",
             {"channel": GENERAL, "name": "big.txt", "mime_type": "text/plain", "data_base64": data},
         )
-        assert status == 413 and "1 MB" in body["error"]
-        # Far over the body limit: refused from Content-Length, before the body is read.
-        status, body = running.send(
-            "POST", "/playground/slack/files", raw=b"{" + b" " * (3 * limit) + b"}"
-        )
-        assert status == 413
-        # Without the token, even a body within the limit is not read.
-        status, _ = running.send(
-            "POST", "/playground/slack/files", raw=b"{" + b" " * (limit + 10) + b"}", token=None
-        )
-        assert status == 401
+        assert status == 413 and "the playground itself" in body["error"]
+        assert "4 MB" in body["error"]
+        # Far over the body limit: refused from Content-Length, before the body is read (the
+        # headers alone get the answer) ...
+        assert status_of_headers(running, 2 * cap, token=TOKEN) == 413
+        # ... and without the token, so is a body within the limit.
+        assert status_of_headers(running, cap, token=None) == 401
         assert running.state()["slack"]["messages"] == []
     finally:
         running.stop()
@@ -628,23 +725,155 @@ def test_file_downloads_need_the_bot_token(pg: Running) -> None:
     assert status == 200 and data == b"secret notes"
 
 
+def connector_path(pg: Running, conversation: str, *rest: str) -> str:
+    """The connector emulator's path for ``conversation``, with this run's secret."""
+    base = urlsplit(pg.app.playground.teams.service_url).path  # type: ignore[union-attr]
+    return "/".join([f"{base}v3/conversations/{quote(conversation, safe='')}/activities", *rest])
+
+
 def test_the_teams_connector_emulator_refuses_what_teams_refuses(pg: Running) -> None:
-    base = "/playground/teams/v3/conversations/"
-    status, body = pg.send("POST", base + "nope/activities", {"type": "message"}, token=None)
+    teams = pg.app.playground.teams  # type: ignore[union-attr]
+    status, body = pg.send("POST", connector_path(pg, "nope"), {"type": "message"}, token=None)
     assert status == 404 and body["error"]["code"] == "ConversationNotFound"
     big = {"type": "message", "text": "x" * 30_000}
-    assert (
-        pg.send("POST", base + "a%3Aplayground-personal-chat/activities", big, token=None)[0] == 413
+    assert pg.send("POST", connector_path(pg, teams.personal), big, token=None)[0] == 413
+    status, _ = pg.send(
+        "PUT", connector_path(pg, teams.personal, "123"), {"type": "message"}, token=None
     )
-    assert (
-        pg.send(
-            "PUT",
-            base + "a%3Aplayground-personal-chat/activities/123",
-            {"type": "message"},
-            token=None,
-        )[0]
-        == 404
+    assert status == 404
+
+
+def test_the_connector_answers_only_this_runs_service_url(pg: Running) -> None:
+    teams = pg.app.playground.teams  # type: ignore[union-attr]
+    conversation = quote(teams.personal, safe="")
+    message = {"type": "message", "text": "forged"}
+    mine = connector_path(pg, teams.personal)
+    # The old secret-less serviceUrl: a page request, refused without the page's token, and
+    # nothing there with it.
+    old = f"/playground/teams/v3/conversations/{conversation}/activities"
+    assert pg.send("POST", old, message, token=None)[0] == 401
+    assert pg.send("POST", old, message)[0] == 404
+    # Another secret: nothing there, whatever the method.
+    forged = mine.replace(urlsplit(teams.service_url).path, "/playground/teams/guessed/")
+    assert forged != mine
+    for method in ("POST", "PUT", "DELETE"):
+        status, body = pg.send(method, forged + "/1", message, token=None)
+        assert status == 404 and body["error"]["code"] == "NotFound", method
+    assert pg.send("POST", forged, message, token=None)[0] == 404
+    assert pg.state()["teams"]["activities"] == []
+    # The conversations' ids are this run's own, not constants a process could guess.
+    ids = {c["id"] for c in pg.state()["teams"]["conversations"]}
+    assert ids == {teams.personal, teams.channel}
+    assert "a:playground-personal-chat" not in ids
+
+
+def test_the_teams_conversation_ids_and_secret_change_with_every_run(tmp_path: Path) -> None:
+    seen = []
+    for run in ("first", "second"):
+        running = start(tmp_path / run)
+        try:
+            teams = running.app.playground.teams  # type: ignore[union-attr]
+            seen.append((teams.personal, teams.channel, teams.service_url))
+        finally:
+            running.stop()
+    assert all(a != b for a, b in zip(*seen, strict=True))
+
+
+def test_an_activity_with_a_foreign_service_url_reaches_no_playground_conversation(
+    pg: Running,
+) -> None:
+    teams = pg.app.playground.teams  # type: ignore[union-attr]
+    # Even knowing the conversation's id, a local process posting an activity with another
+    # serviceUrl (here the secret-less one) cannot make the bot write into the page.
+    forged = {
+        "type": "message",
+        "id": "forged-1",
+        "timestamp": "2025-01-01T00:00:00Z",
+        "serviceUrl": f"http://127.0.0.1:{pg.port}/playground/teams/",
+        "channelId": "msteams",
+        "from": {"id": "29:someone-else", "name": "Mallory"},
+        "conversation": {
+            "conversationType": "personal",
+            "tenantId": "playground-tenant",
+            "id": teams.personal,
+        },
+        "recipient": {"id": "28:playground-bot", "name": "Assistant"},
+        "text": "hello from elsewhere",
+        "channelData": {"tenant": {"id": "playground-tenant"}},
+    }
+    status, _ = pg.send("POST", "/api/messages", forged, token=None)
+    assert status in (200, 202)  # unauthenticated loopback Teams takes it ...
+    assert pg.app.queue.join()  # ... and its job has run (and failed to reply)
+    assert pg.state()["teams"]["activities"] == []  # ... without reaching the page
+
+
+def open_stream(pg: Running, conversation: str) -> Any:
+    status, body = pg.send(
+        "POST",
+        connector_path(pg, conversation),
+        {
+            "type": "typing",
+            "text": "Thinking…",
+            "entities": [{"type": "streaminfo", "streamType": "informative", "streamSequence": 1}],
+        },
+        token=None,
     )
+    return status, body
+
+
+def chunk(pg: Running, stream_id: str, sequence: int, text: str) -> tuple[int, Any]:
+    teams = pg.app.playground.teams  # type: ignore[union-attr]
+    info = {"type": "streaminfo", "streamType": "streaming", "streamId": stream_id}
+    return pg.send(
+        "POST",
+        connector_path(pg, teams.personal),
+        {"type": "typing", "text": text, "entities": [{**info, "streamSequence": sequence}]},
+        token=None,
+    )
+
+
+def test_the_connector_streams_like_teams_personal_chats_only(pg: Running) -> None:
+    teams = pg.app.playground.teams  # type: ignore[union-attr]
+    status, body = open_stream(pg, f"{teams.channel};messageid=1")
+    assert status == 400 and body["error"]["code"] == "BadArgument"
+    status, body = open_stream(pg, teams.personal)
+    assert status == 201
+    stream_id = body["id"]
+    status, body = chunk(pg, stream_id, 1, "Hel")  # the informative update was 1
+    assert status == 400 and body["error"]["code"] == "BadArgument"
+    assert chunk(pg, stream_id, 2, "Hel")[0] == 202
+    assert chunk(pg, stream_id, 2, "Hello")[0] == 400  # not growing
+    assert chunk(pg, stream_id, 3, "Hello")[0] == 202
+    shown = next(a for a in pg.state()["teams"]["activities"] if a["id"] == stream_id)
+    assert shown["streaming"] and shown["text"] == "Hello"
+
+
+def test_the_connector_ends_a_stream_at_teams_two_minute_cap(pg: Running) -> None:
+    teams = pg.app.playground.teams  # type: ignore[union-attr]
+    now = [1_000.0]
+    teams.clock = lambda: now[0]
+    stream_id = open_stream(pg, teams.personal)[1]["id"]
+    now[0] += 100
+    assert chunk(pg, stream_id, 2, "Part")[0] == 202  # within the cap
+    now[0] += 21  # 121 s after the stream began
+    status, body = chunk(pg, stream_id, 3, "Part one")
+    assert status == 403 and body["error"]["code"] == "ContentStreamNotAllowed"
+    # Teams keeps what the stream showed, as a message; the stream takes nothing more ...
+    shown = next(a for a in pg.state()["teams"]["activities"] if a["id"] == stream_id)
+    assert not shown["streaming"] and shown["text"] == "Part"
+    final = {
+        "type": "message",
+        "text": "Part one, final",
+        "entities": [{"type": "streaminfo", "streamType": "final", "streamId": stream_id}],
+    }
+    status, body = pg.send("POST", connector_path(pg, teams.personal), final, token=None)
+    assert status == 403 and body["error"]["code"] == "ContentStreamNotAllowed"
+    # ... but the message can be edited: the adapter's fallback delivers the rest that way.
+    edit = {"type": "message", "text": "Part one, final"}
+    path = connector_path(pg, teams.personal, stream_id)
+    assert pg.send("PUT", path, edit, token=None)[0] == 200
+    shown = next(a for a in pg.state()["teams"]["activities"] if a["id"] == stream_id)
+    assert shown["text"] == "Part one, final"
 
 
 ODD_VALUES: list[Any] = [None, 7, -1.5, True, [], ["x"], {}, {"a": [1]}, "", "x" * 300, "../../"]
@@ -702,7 +931,7 @@ def test_the_emulators_answer_odd_calls_without_a_server_error(pg: Running) -> N
         for params in odd:
             status, answer = pg.send("POST", api + method, params, token=token)
             assert status == 200 and answer["ok"] in (True, False), (method, params, answer)
-    connector = "/playground/teams/v3/conversations/a%3Aplayground-personal-chat/activities"
+    connector = connector_path(pg, pg.app.playground.teams.personal)  # type: ignore[union-attr]
     for body in (
         {"type": "typing", "entities": 5},
         {"type": 5},

@@ -34,13 +34,15 @@ def frames(stream: object, count: int) -> list[dict[str, object]]:
     return found
 
 
-def test_a_new_stream_beyond_the_limit_ends_the_oldest() -> None:
+def test_a_new_stream_beyond_the_limit_ends_the_oldest_telling_it_why() -> None:
     hub = Hub(max_clients=2)
     streams = [hub.stream() for _ in range(3)]
     for stream in streams:
         assert frames(stream, 1)[0]["type"] == "hello"
     assert hub.clients == 2
-    assert list(streams[0]) == []  # ended: nothing more, no wait
+    # The page obeys "evicted" by not reconnecting (which would evict another tab in turn).
+    assert frames(streams[0], 1) == [{"type": "evicted"}]
+    assert list(streams[0]) == []  # then ended: nothing more, no wait
     hub.publish({"type": "reset"})
     assert frames(streams[2], 1) == [{"type": "reset"}]
 
@@ -83,14 +85,49 @@ def test_replay_covers_only_what_the_buffer_still_holds(monkeypatch: object) -> 
     import pytest
 
     assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    monkeypatch.setattr(hub_module, "REPLAY_EVENTS", 2)
     hub = Hub()
-    monkeypatch.setattr(hub, "_replay", __import__("collections").deque(maxlen=2))
     for i in range(5):
         hub.publish({"type": "n", "i": i})
     assert frames(hub.stream(f"{hub.run}:4"), 2)[1] == {"type": "n", "i": 4}
     assert frames(hub.stream(f"{hub.run}:1"), 1)[0]["resync"] is True  # 2 and 3 are gone
     assert frames(hub.stream(f"{hub.run}:99"), 1)[0]["resync"] is True  # not of this run
     assert frames(hub.stream("garbage"), 1)[0]["resync"] is True
+
+
+def test_the_replay_buffer_is_bounded_by_bytes_too(monkeypatch: object) -> None:
+    import pytest
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    monkeypatch.setattr(hub_module, "REPLAY_BYTES", 10_000)
+    hub = Hub()
+    for i in range(4):  # a streamed message, published whole at every append
+        hub.publish({"type": "slack.message", "i": i, "text": "x" * 4_000})
+    kept = hub._replay_bytes
+    assert 0 < kept <= 10_000 and len(hub._replay) == 2
+    assert kept == sum(len(frame) for _, frame in hub._replay)
+    (hello, third, fourth) = frames(hub.stream(f"{hub.run}:2"), 3)
+    assert hello["resync"] is False and (third["i"], fourth["i"]) == (2, 3)
+    assert frames(hub.stream(f"{hub.run}:1"), 1)[0]["resync"] is True  # 2 is gone
+    hub.publish({"type": "huge", "text": "y" * 20_000})  # one change over the cap is kept
+    assert [n for n, _ in hub._replay] == [5]
+
+
+def test_base64_size_agrees_with_decoding() -> None:
+    import base64
+    import binascii
+
+    import pytest
+
+    from bots.playground.slack_wire import BadInput, base64_size
+
+    for data in (b"", b"a", b"ab", b"abc", b"abcd", bytes(range(256)) * 3):
+        assert base64_size(base64.b64encode(data).decode()) == len(data)
+    for bad in ("%%%", "abc", "a===", "ab=c", "ab\n==", "=abc"):
+        with pytest.raises(BadInput):
+            base64_size(bad)
+        with pytest.raises((binascii.Error, ValueError)):
+            base64.b64decode(bad, validate=True)
 
 
 def test_slack_text_escapes_like_slack_and_marks_mentions_of_the_bot() -> None:

@@ -14,7 +14,7 @@ from core.domain import Reply
 from core.errors import MessageGone, SinkError
 from core.pacer import ReplyPacer
 from core.sinks import ProcessLocalSink
-from tests.fakes import RecordingSink, rate_limit_on, refuse, timed_stream
+from tests.fakes import FakeClock, RecordingSink, rate_limit_on, refuse, timed_stream
 
 
 @dataclass
@@ -27,17 +27,6 @@ class IdSink(RecordingSink):
     def adopt(self, message_id: str) -> str:
         self.adopted.append(message_id)
         return message_id.removeprefix("ts-")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def last_post(sink: RecordingSink) -> str:

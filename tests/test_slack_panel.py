@@ -1,18 +1,24 @@
 """The assistant panel end to end: signed assistant-thread events and panel messages into the
 local host's real ingress, the queue and worker, the Slack stand-in (with its assistant methods
-and a channel directory, tests/standins/slack_assistant.py), and the map-reduce summarizer."""
+and a channel directory, tests/standins/slack_assistant.py), and the map-reduce summarizer.
+
+Longer than our 450-line mark on purpose: one panel harness (:class:`Panel`) serves the panel's
+whole life (greeting, context, summaries, titles), and splitting it would copy the harness."""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from slack_bolt import BoltRequest
 
 from bots.slack import panel_jobs
+from bots.slack.events import SlackTurn
 from bots.slack.panel import (
     CHANNEL_HIDDEN,
     CONTEXT_EVENT,
@@ -24,6 +30,7 @@ from bots.slack.panel import (
 )
 from bots.slack.summary_args import ThreadRef
 from core.config import ConfigError, Settings
+from core.domain import ConversationKey, Role, Turn
 from core.jobs import JOB_FAILED_MESSAGE
 from core.pacer import PLACEHOLDER
 from core.summary_request import ChannelCount, ChannelWindow
@@ -52,12 +59,17 @@ class Panel:
         self.h.settle()
         return root
 
-    def ask(self, root: str, text: str, channel: str = "D1", user: str = "U1") -> None:
-        self.standin.add_message(channel, text, user, thread_ts=root)
-        event = sr.message(text, channel=channel, user=user, thread_ts=root, channel_type="im")
+    def ask(self, root: str, text: str, channel: str = "D1", user: str = "U1") -> str:
+        """The person writes in the thread (the stand-in keeps the message, Slack sends the
+        event; one ts for both, as in Slack); returns the message's ts."""
+        ts = self.standin.add_message(channel, text, user, thread_ts=root)
+        event = sr.message(
+            text, channel=channel, user=user, ts=ts, thread_ts=root, channel_type="im"
+        )
         status, _ = self.h.send(sr.event_callback(event))
         assert status == 200
         self.h.settle()
+        return ts
 
     def replies(self, root: str, channel: str = "D1") -> list[dict]:  # type: ignore[type-arg]
         return self.h.thread(root, channel)
@@ -358,11 +370,59 @@ def test_questions_are_answered_in_the_thread_and_the_first_one_titles_it(panel:
     assert question.startswith(title["title"][:-1])
 
 
-def test_a_title_that_slack_refuses_never_fails_the_answer(panel: Panel) -> None:
+def test_a_title_that_slack_refuses_never_fails_the_answer(
+    panel: Panel, caplog: pytest.LogCaptureFixture
+) -> None:
     root = panel.open(context_channel="C1")
     panel.standin.fail_next("assistant.threads.setTitle", error="invalid_thread")
-    panel.ask(root, "hello there")
+    with caplog.at_level(logging.DEBUG, logger="bots.slack.panel"):
+        panel.ask(root, "hello there")
     assert len(panel.replies(root)) == 2 and panel.surface.titles == []
+    # Expected (a DM thread outside the panel is refused too): quiet, at debug level.
+    said = [r for r in caplog.records if r.name == "bots.slack.panel" and "title" in r.message]
+    assert said and all(r.levelno == logging.DEBUG for r in said)
+
+
+def test_a_thread_is_never_titled_twice_even_when_its_dedupe_record_has_lapsed(
+    panel: Panel,
+) -> None:
+    seed(panel.standin, 2, channel="C1")
+    root = panel.open(context_channel="C1")
+    panel.ask(root, "Summarize this channel")  # titles the thread; a summary leaves no history
+    panel.ask(root, "Summarize the last 1")  # a second title job: one per thread, deduplicated
+    assert len(panel.surface.titles) == 1
+
+    # The thread's title job once more, as if its dedupe record had lapsed (a fresh dedupe id),
+    # for a question the thread has no history of: Slack shows an earlier question, so no title.
+    text = "What changed since?"
+    later = panel.standin.add_message("D1", text, "U1", thread_ts=root)
+    turn = Turn(ConversationKey("slack", sr.DEFAULT_TEAM, "D1", root), later, Role.USER, "U1", text)
+    job = panel_jobs.title_job(SlackTurn(turn, "D1", root, True, dm_thread=True))
+    assert job.payload["question_ts"] == later
+    panel.h.app.queue.enqueue(replace(job, dedupe_id=job.dedupe_id + ":lapsed"))
+    panel.h.settle()
+    assert len(panel.standin.calls_to("assistant.threads.setTitle")) == 1
+    (title,) = panel.surface.titles
+    assert title["title"] == "Summarize this channel"
+
+
+def test_summarize_in_a_dm_thread_outside_the_panel_asks_for_a_channel(
+    panel: Panel, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A thread under an ordinary DM message: no greeting, so no kept context. For an app with
+    # the assistant view every DM thread is a panel thread, so the panel's answer stands.
+    root = panel.standin.add_message("D1", "a note to self", "U1")
+    panel.standin.fail_next("assistant.threads.setTitle", error="invalid_thread")
+    with caplog.at_level(logging.DEBUG, logger="bots.slack.panel"):
+        panel.ask(root, "summarize")
+        panel.ask(root, "Summarize this channel")
+
+    assert panel.said(root) == [NO_CONTEXT, NO_CONTEXT]
+    assert summary_prompts(panel.h) == [] and panel.h.model.prompts == []
+    assert len(panel.standin.calls_to("assistant.threads.setTitle")) == 1  # tried once only
+    assert panel.surface.titles == []
+    noisy = [r for r in caplog.records if r.name == "bots.slack.panel" and "title" in r.message]
+    assert all(r.levelno == logging.DEBUG for r in noisy)
 
 
 # --- the ingress's reading of panel messages ---------------------------------------------------

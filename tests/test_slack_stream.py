@@ -102,6 +102,22 @@ def test_a_channel_thread_answer_streams_natively_after_a_loading_status(
     assert feedback_values(reply) == [(answer, Rating.GOOD), (answer, Rating.BAD)]
 
 
+def test_a_slack_connect_guest_gets_the_stream_for_their_own_team(native: Harness) -> None:
+    standin = native.standin
+    mention = sr.app_mention("<@UBOT> from another org", user="U-GUEST")
+    mention["user_team"] = "T-GUEST"  # Slack Connect: the asker's team is not the workspace
+    assert native.send(sr.event_callback(mention))[0] == 200
+    native.settle()
+
+    (start,) = standin.calls_to("chat.startStream")
+    assert (start.params["recipient_team_id"], start.params["recipient_user_id"]) == (
+        "T-GUEST",
+        "U-GUEST",
+    )
+    (reply,) = bot_replies(native, mention["ts"])
+    assert reply["text"] == ANSWER
+
+
 def test_an_assistant_thread_in_a_dm_streams_too(native: Harness) -> None:
     standin = native.standin
     standin.add_channel("D1", "dm", is_im=True)

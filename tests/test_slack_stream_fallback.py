@@ -8,31 +8,25 @@ import pytest
 from slack_sdk import WebClient
 
 from bots.slack.sink import SlackLimits
-from bots.slack.stream import SlackStreamSink, StreamSupport
+from bots.slack.stream import SlackStreamSink
 from core.budget import LocalRateBudget
 from core.domain import ConversationKey, Reply
 from core.errors import BudgetSpent, RateLimited, SinkError
 from core.feedback import AnswerRef, Rating, decode_answer
 from core.models.base import ModelEvent, StreamEnd, TextDelta
 from core.pacer import PLACEHOLDER, ReplyPacer
+from core.refusals import RefusalMemory
+from tests.fakes import FakeClock as Clock
 from tests.standins.slack import SlackStandIn
 
 THREAD = "1700000000.000100"
 ANSWER = AnswerRef(ConversationKey("slack", "T1", "C1", THREAD), THREAD, "model-x")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def make_sink(
     standin: SlackStandIn,
     *,
-    support: StreamSupport | None = None,
+    support: RefusalMemory | None = None,
     limits: SlackLimits | None = None,
     channel: str = "C1",
     user: str | None = "U1",
@@ -45,7 +39,7 @@ def make_sink(
         thread_ts=thread_ts,
         workspace="T1",
         limits=limits or SlackLimits(LocalRateBudget(clock=Clock()), 600),
-        support=support or StreamSupport(),
+        support=support or RefusalMemory(),
         recipient_user=user,
         answer=ANSWER,
     )
@@ -102,7 +96,7 @@ def test_a_refusal_falls_back_and_the_workspace_is_remembered_for_an_hour(
     slack_standin.streaming_enabled = False
     slack_standin.streaming_refusal = "unknown_method"
     clock = Clock()
-    support = StreamSupport(memory=3600.0, clock=clock)
+    support = RefusalMemory(memory=3600.0, clock=clock)
 
     first = make_sink(slack_standin, support=support)
     ref = first.post(PLACEHOLDER)
@@ -128,14 +122,43 @@ def test_a_refusal_falls_back_and_the_workspace_is_remembered_for_an_hour(
     assert methods(slack_standin) == ["assistant.threads.setStatus", "chat.startStream"]
 
 
-def test_a_refusal_about_the_channel_only_is_not_remembered(slack_standin: SlackStandIn) -> None:
-    support = StreamSupport()
-    slack_standin.fail_next("chat.startStream", error="method_not_supported_for_channel_type")
+@pytest.mark.parametrize(
+    "error",
+    [
+        "method_not_supported_for_channel_type",
+        "messaging_processing_failed",
+        "service_unavailable",
+        "request_timeout",
+        "missing_recipient_team_id",
+        "user_not_found",
+        "message_limit_exceeded",
+    ],
+)
+def test_a_refusal_that_is_not_about_streaming_paces_this_reply_only(
+    slack_standin: SlackStandIn, error: str
+) -> None:
+    support = RefusalMemory()
+    slack_standin.fail_next("chat.startStream", error=error)
     sink = make_sink(slack_standin, support=support)
     ref = sink.post(PLACEHOLDER)
     sink.update(ref, "Text")
-    assert methods(slack_standin)[-1] == "chat.postMessage"
-    assert support.allowed("T1")
+    assert methods(slack_standin)[-2:] == ["chat.startStream", "chat.postMessage"]
+    assert slack_standin.calls_to("chat.postMessage")[0].params["blocks"][0]["text"] == "Text"
+    assert support.allowed("T1")  # the next reply streams again
+
+
+@pytest.mark.parametrize(
+    "error",
+    ["unknown_method", "missing_scope", "not_allowed_token_type", "method_deprecated"],
+)
+def test_a_refusal_meaning_no_streaming_here_is_remembered(
+    slack_standin: SlackStandIn, error: str
+) -> None:
+    support = RefusalMemory()
+    slack_standin.fail_next("chat.startStream", error=error)
+    sink = make_sink(slack_standin, support=support)
+    sink.update(sink.post(PLACEHOLDER), "Text")
+    assert not support.allowed("T1") and support.allowed("T2")
 
 
 def test_outside_a_dm_the_recipient_must_be_known_to_stream(slack_standin: SlackStandIn) -> None:
@@ -202,17 +225,17 @@ def test_a_resumed_message_is_stopped_then_edited(slack_standin: SlackStandIn) -
     assert slack_standin.stream_state("C1", message_id) == "stopped"
 
 
-def test_appends_thin_out_but_the_stop_keeps_its_room(slack_standin: SlackStandIn) -> None:
+def test_appends_thin_out_and_the_stop_has_its_own_room(slack_standin: SlackStandIn) -> None:
     clock = Clock()
-    limits = SlackLimits(LocalRateBudget(clock=clock), 600, appends_per_minute=3)
+    limits = SlackLimits(LocalRateBudget(clock=clock), 600, appends_per_minute=2)
     sink = make_sink(slack_standin, limits=limits)
     ref = sink.post(PLACEHOLDER)
-    sink.update(ref, "a")  # startStream: counted per channel
-    sink.update(ref, "ab")  # the first append goes first
-    sink.update(ref, "abc")  # one more optional append: leaves the stop's slot
+    sink.update(ref, "a")  # startStream: counted per channel and in the start scope
+    sink.update(ref, "ab")  # an optional append: the start showed the first text
+    sink.update(ref, "abc")  # one more optional append: the append scope is full
     with pytest.raises(BudgetSpent):
-        sink.update(ref, "abcd")  # would take the stop's slot
-    sink.finish(ref, "abcde", Reply("abcde"))  # the stop takes it, with the rest of the text
+        sink.update(ref, "abcd")
+    sink.finish(ref, "abcde", Reply("abcde"))  # the stop: its own scope, room kept since admitted
     assert [c.method for c in slack_standin.calls][-3:] == [
         "chat.appendStream",
         "chat.appendStream",
@@ -233,15 +256,24 @@ def test_a_reply_that_never_posted_clears_its_status(slack_standin: SlackStandIn
     assert slack_standin.status("C1", THREAD) is None
 
 
-def test_a_status_slack_refuses_costs_the_answer_nothing(slack_standin: SlackStandIn) -> None:
+def test_a_status_slack_refuses_is_replaced_by_a_placeholder_message(
+    slack_standin: SlackStandIn,
+) -> None:
+    """Without the status nothing would show that the question landed until the first text:
+    the reply takes the paced path at once, a placeholder message then edits."""
     slack_standin.fail_next("assistant.threads.setStatus", error="missing_scope")
+    seen: list[str] = []
     pacer = ReplyPacer(make_sink(slack_standin), interval=0.0, sleep=lambda _: None)
     events: list[ModelEvent] = [TextDelta("All "), TextDelta("good."), StreamEnd("end_turn")]
-    reply = pacer.deliver(iter(events))
+    reply = pacer.deliver(iter(events), on_message=seen.append)
     assert reply.complete and reply.text == "All good."
+    assert methods(slack_standin)[:2] == ["assistant.threads.setStatus", "chat.postMessage"]
+    (placeholder,) = slack_standin.calls_to("chat.postMessage")
+    assert placeholder.params["blocks"][0]["text"] == PLACEHOLDER
+    assert seen == [placeholder.response["ts"]]  # a message existed before the first text
+    assert slack_standin.calls_to("chat.startStream") == []
     (message,) = [m for m in slack_standin.messages("C1", THREAD) if m.get("bot_id")]
-    assert message["text"] == "All good."
-    assert slack_standin.calls_to("chat.startStream")
+    assert message["ts"] == placeholder.response["ts"] and message["text"] == "All good."
 
 
 def test_the_pacer_falls_back_mid_reply_with_one_message(slack_standin: SlackStandIn) -> None:

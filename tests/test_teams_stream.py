@@ -5,7 +5,10 @@ BotFrameworkAdapter into the connector stand-in, which speaks Teams' streaming p
 
 Clocks that matter are shifted, not waited for: :class:`ShiftedClock` is the real monotonic
 clock plus an offset a test moves forward (the stand-in's, for Teams' own cap; the worker's,
-for the sink's cap and the memory of refusals)."""
+for the sink's cap and the memory of refusals).
+
+Longer than our 450-line mark on purpose: every test here drives one harness (its fixtures and
+helpers above) through one protocol, from the first request to Stop and the cap."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from bots.teams.stream import (
     INFORMATIVE_TEXT,
     StreamSupport,
     TeamsStreamSink,
+    refusal_key,
     refuses_streaming,
 )
 from core.config import ConfigError, Settings
@@ -30,6 +34,7 @@ from core.domain import ConversationKey
 from core.models.base import ModelEvent, StreamEnd, TextDelta
 from core.pacer import PLACEHOLDER
 from core.prompt import Prompt
+from core.refusals import RefusalMemory
 from tests.fakes import timed_stream
 from tests.standins import teams as tm
 from tests.standins.teams import ConnectorCall, ConnectorStandIn, stream_info, stream_type
@@ -58,7 +63,9 @@ def clock() -> ShiftedClock:
 
 @pytest.fixture
 def support(clock: ShiftedClock) -> StreamSupport:
-    return StreamSupport(min_gap=MIN_GAP, ttl=600.0, clock=clock)
+    return StreamSupport(
+        min_gap=MIN_GAP, refusals=RefusalMemory(memory=600.0, clock=clock), clock=clock
+    )
 
 
 @pytest.fixture
@@ -234,13 +241,15 @@ def test_the_streaming_setting_takes_auto_or_off() -> None:
 
 
 def stalls_then(
-    shift: ShiftedClock, seconds: float, after: int = 4
-) -> Any:  # a model that jumps a clock forward mid-answer
+    shift: ShiftedClock, seconds: float, after: int = 4, *also: tuple[ShiftedClock, float]
+) -> Any:  # a model that jumps clocks forward mid-answer
     def answer(prompt: Prompt) -> Iterator[ModelEvent]:
         for n, word in enumerate(WORDS):
             if n == after:
                 time.sleep(2 * MIN_GAP)  # the words before have been streamed
                 shift.offset += seconds
+                for other, more in also:
+                    other.offset += more
             time.sleep(0.03)
             yield TextDelta(word)
         yield StreamEnd("end_turn")
@@ -249,11 +258,13 @@ def stalls_then(
 
 
 def test_teams_closing_the_stream_at_its_cap_mid_answer_still_ends_in_one_whole_answer(
-    teams: Harness,
+    teams: Harness, clock: ShiftedClock
 ) -> None:
+    # Teams' cap comes before the sink's own (its clock is ahead: 121 s against the sink's
+    # 105 s, short of the sink's 110 s but too late for the person's Stop).
     teams_clock = ShiftedClock()
     teams.connector.clock = teams_clock
-    teams.answer = stalls_then(teams_clock, 121)
+    teams.answer = stalls_then(teams_clock, 121, 4, (clock, 105))
     ask(teams)
 
     calls = teams.connector.calls
@@ -302,7 +313,10 @@ def test_a_chunk_refused_mid_stream_ends_in_one_whole_answer(teams: Harness) -> 
     assert [c.status for c in streamed(teams)].count(400) == 1
 
 
-def test_a_refused_final_is_delivered_by_editing_the_streamed_message(teams: Harness) -> None:
+def test_a_final_refused_near_the_cap_is_delivered_by_editing_the_streamed_message(
+    teams: Harness, clock: ShiftedClock
+) -> None:
+    teams.answer = stalls_then(clock, 105)  # near the cap: the refusal is not the person's Stop
     teams.connector.fail(
         "reply",
         403,
@@ -317,8 +331,12 @@ def test_a_refused_final_is_delivered_by_editing_the_streamed_message(teams: Har
     assert teams.connector.calls_to("update")[-1].activity_id == message["id"]
 
 
-def test_a_stream_whose_message_is_gone_ends_as_one_new_message(teams: Harness) -> None:
-    # The final is refused and its message cannot be edited either (404): a new message.
+def test_a_stream_whose_message_is_gone_ends_as_one_new_message(
+    teams: Harness, clock: ShiftedClock
+) -> None:
+    # The final is refused near the cap and its message cannot be edited either (404): a new
+    # message.
+    teams.answer = stalls_then(clock, 105)
     teams.connector.fail(
         "reply",
         403,
@@ -332,6 +350,94 @@ def test_a_stream_whose_message_is_gone_ends_as_one_new_message(teams: Harness) 
     messages = teams.connector.messages(tm.PERSONAL_CONVERSATION)
     assert messages[-1]["text"] == ANSWER and feedback_enabled(messages[-1])
     assert sum(m["text"] == ANSWER for m in messages) == 1
+
+
+# --- the person presses Stop -------------------------------------------------------------------
+
+
+def stopped_after(teams: Harness, after: int) -> tuple[Any, dict[str, Any]]:
+    """A model that, before its word ``after`` (``len(WORDS)``: before it ends), waits until
+    the stream shows every word so far and then has the person press Stop; ``seen`` records
+    the stream's id, how many connector calls came before Stop, and the text it showed."""
+    seen: dict[str, Any] = {}
+    connector = teams.connector
+
+    def shows(text: str) -> bool:
+        return any(m["text"] == text for m in connector.messages(tm.PERSONAL_CONVERSATION))
+
+    def press_stop(text: str) -> None:
+        assert connector.wait_for(lambda: shows(text)), "the stream never showed the words"
+        seen["stream_id"] = connector.press_stop(tm.PERSONAL_CONVERSATION)
+        seen["calls"] = len(connector.calls)
+        seen["shown"] = text
+
+    def answer(prompt: Prompt) -> Iterator[ModelEvent]:
+        for n, word in enumerate(WORDS):
+            if n == after:
+                press_stop("".join(WORDS[:n]))
+            time.sleep(0.02)
+            yield TextDelta(word)
+        if after == len(WORDS):
+            press_stop(ANSWER)
+        yield StreamEnd("end_turn")
+
+    return answer, seen
+
+
+def test_stop_mid_answer_ends_the_reply_with_what_the_stream_shows(
+    teams: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    teams.answer, seen = stopped_after(teams, 4)
+    with caplog.at_level("INFO", logger="bots.teams.stream"):
+        ask(teams)
+
+    # After Stop, the one request that learnt of it (refused), and nothing else: no chunk, no
+    # final, no edit, no continuation message.
+    (learnt,) = teams.connector.calls[seen["calls"] :]
+    assert learnt.status == 403 and learnt.response["error"]["code"] == "ContentStreamNotAllowed"
+    assert stream_type(learnt.activity) in ("streaming", "final")
+    assert not teams.connector.calls_to("update")
+    # The person keeps the text the stream showed when they pressed Stop.
+    message = the_message(teams)
+    assert message["id"] == seen["stream_id"] and message["text"] == seen["shown"]
+    assert seen["shown"] and ANSWER.startswith(seen["shown"]) and seen["shown"] != ANSWER
+    assert not feedback_enabled(message)
+    (stream,) = teams.connector.streams
+    assert stream.over == "stopped" and stream.final is None
+    assert any("stopped by the person" in r.getMessage() for r in caplog.records)
+    # No feedback buttons on that message, so no answer is remembered under it.
+    assert teams.history is not None
+    assert teams.history.answer_for_message(PERSONAL_KEY, seen["stream_id"]) is None
+
+
+def test_stop_before_the_final_keeps_the_streamed_text_and_sends_no_final(teams: Harness) -> None:
+    teams.answer, seen = stopped_after(teams, len(WORDS))
+    ask(teams)
+
+    (refused,) = teams.connector.calls[seen["calls"] :]
+    assert stream_type(refused.activity) == "final" and refused.status == 403
+    assert not teams.connector.calls_to("update")
+    message = the_message(teams)
+    assert message["text"] == ANSWER and not feedback_enabled(message)
+    (stream,) = teams.connector.streams
+    assert stream.over == "stopped" and stream.final is None
+
+
+def test_stop_before_a_continuation_message_posts_no_more_parts(
+    teams: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An answer longer than one message: Stop before the stream's part is complete ends the
+    # reply; the parts the pacer goes on to split off are not posted.
+    monkeypatch.setattr(TeamsStreamSink, "max_chars", 60)
+    monkeypatch.setattr(TeamsReplySink, "max_chars", 60)
+    teams.answer, seen = stopped_after(teams, 3)
+    ask(teams)
+
+    (learnt,) = teams.connector.calls[seen["calls"] :]
+    assert learnt.status == 403
+    assert not teams.connector.calls_to("update")
+    message = the_message(teams)
+    assert message["text"] == seen["shown"]
 
 
 # --- pace and throttling ----------------------------------------------------------------------
@@ -390,15 +496,15 @@ def test_an_answer_longer_than_one_message_ends_its_stream_and_continues_in_mess
     assert len(finals) == 1 and all(c.ok for c in streamed(teams))
 
 
-def test_a_refusal_is_remembered_per_tenant_and_bot_until_its_ttl() -> None:
-    clock = ShiftedClock()
-    support = StreamSupport(ttl=60.0, clock=clock)
-    support.refused("tenant-a", "28:bot")
-    assert not support.allowed("tenant-a", "28:bot")
-    assert support.allowed("tenant-b", "28:bot") and support.allowed("tenant-a", "28:other")
-    clock.offset += 61
-    assert support.allowed("tenant-a", "28:bot")
-    assert not StreamSupport(enabled=False).allowed("tenant-a", "28:bot")
+def test_a_refusal_is_remembered_per_tenant_and_bot() -> None:
+    # The shared memory (core.refusals) keeps one entry per tenant's bot: another tenant, or
+    # another bot of the same tenant, still streams.
+    memory = StreamSupport().refusals
+    memory.refuse(refusal_key("tenant-a", "28:bot"), "400 BadArgument")
+    assert not memory.allowed(refusal_key("tenant-a", "28:bot"))
+    assert memory.allowed(refusal_key("tenant-b", "28:bot"))
+    assert memory.allowed(refusal_key("tenant-a", "28:other"))
+    assert StreamSupport().refusals is not memory  # each instance its own memory
 
 
 @pytest.mark.parametrize(

@@ -52,6 +52,7 @@ class LocalApp:
     transcripts: devchat.Transcripts
     slack_app: Any = None  # the Bolt app, when Slack is configured
     playground: Playground | None = None
+    dropped_jobs: int = 0  # jobs a previous run left for its playground (see below)
 
     def close(self, drain_seconds: float | None = None) -> bool:
         """See :meth:`InProcessQueue.close`: ``chatbot serve`` passes ``CHATBOT_DRAIN_SECONDS``.
@@ -157,6 +158,14 @@ def build_local_app(
     else:
         routes.add("POST", "/api/messages", lambda _: HttpResponse.error(503, TEAMS_NEEDS_AUTH))
     install_workers(jobs, assistant, settings, knowledge, summarizer, slack=slack_ready, teams=True)
+    if playground is not None:
+        # The previous run's playground workspaces died with it: its jobs left in the queue
+        # file could only fail here (bots/playground/__init__.py).
+        from bots.playground import left_for_playground
+
+        app.dropped_jobs = queue.discard(left_for_playground)
+        if app.dropped_jobs:
+            log.info("playground jobs of the last run dropped", extra={"jobs": app.dropped_jobs})
     queue.start()
     return app
 

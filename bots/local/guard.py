@@ -14,13 +14,17 @@ any route runs, keep such requests out:
 3. **``/local/*``** needs the local token (``Authorization: Bearer <token>`` or
    ``X-Chatbot-Token``) unless the server is bound to loopback and reached by a loopback name.
    Else 401. The platform routes have their own authentication.
-4. **The playground** (``/`` and ``/playground/*``, :mod:`bots.playground`) always needs this
-   local token, on loopback too: it is a browser page, and the token in the URL
-   ``chatbot serve`` prints is what tells its requests from any other page's. A GET may carry
-   it as ``?token=`` (the first page load, and ``EventSource``, which cannot set headers).
-   Else 401. Exempt: the page's static assets (no data), and the emulated Slack Web API, file
-   downloads, ``response_url`` and Bot Framework connector, which the bot's own clients call
-   with the credentials they would send to Slack or Teams (the emulators check those).
+4. **The playground** (``/playground/*``, :mod:`bots.playground`) always needs this local
+   token, on loopback too: it is a browser page, and the token in the URL ``chatbot serve``
+   prints is what tells its requests from any other page's. A GET may carry it as ``?token=``
+   (``EventSource`` cannot set headers). Else 401. Exempt: the page itself (``/``, static HTML
+   with no data: it takes the token from its address, then drops it from the address bar and
+   keeps it in the tab's sessionStorage, so a reload works), its static assets (no data), and
+   the emulated Slack Web API, file
+   downloads, ``response_url`` and Bot Framework connector
+   (``/playground/teams/<secret>/v3/...``), which the bot's own clients call with what they
+   would send to Slack or Teams (the emulators check it: the bot token, the per-run secret of
+   the serviceUrl).
 5. **Content types** on POST: JSON endpoints take ``application/json`` only, ``/slack/events``
    Slack's own two. Else 415: ``text/plain`` is what a cross-site form or ``fetch`` can send
    without a CORS preflight. One exception keeps the README's ``curl -d '{...}'`` working:
@@ -58,8 +62,9 @@ PLAYGROUND_EMULATORS = (
     "/playground/slack/api/",
     "/playground/slack/files/",
     "/playground/slack/response/",
-    "/playground/teams/v3/",
 )
+# The Bot Framework connector emulator: its serviceUrl carries a per-run secret segment.
+PLAYGROUND_CONNECTOR = re.compile(r"/playground/teams/[A-Za-z0-9_-]+/v3/")
 PLAYGROUND_STATIC = "/playground/static/"
 _HOST = re.compile(r"(?P<name>\[[0-9a-f:.]+\]|[a-z0-9._-]+)(?::[0-9]{1,5})?")
 
@@ -189,9 +194,9 @@ class HostGuard:
 
 
 def _is_playground_page(path: str) -> bool:
-    """The page and what it calls: ``/`` and ``/playground/*`` but the emulators and assets."""
-    if path == "/":
-        return True
+    """What the page calls: ``/playground/*`` but the emulators and the assets."""
     if not (path == PLAYGROUND.rstrip("/") or path.startswith(PLAYGROUND)):
+        return False
+    if PLAYGROUND_CONNECTOR.match(path):
         return False
     return not path.startswith((*PLAYGROUND_EMULATORS, PLAYGROUND_STATIC))

@@ -113,6 +113,28 @@ class InProcessQueue:
             log.info("jobs left by the last run queued again", extra={"jobs": count})
         return count
 
+    def discard(self, unwanted: Callable[[Job], bool]) -> int:
+        """Drop the queued jobs ``unwanted`` names, from memory and the queue file, before
+        :meth:`start` (jobs a previous run left that cannot succeed any more); returns how
+        many."""
+        dropped = 0
+        with self._lock:
+            if self._started:
+                raise RuntimeError("discard() is for jobs left by a previous run, before start()")
+            for group in list(self._pending):
+                kept: deque[_Entry] = deque()
+                for entry in self._pending[group]:
+                    if not unwanted(entry.job):
+                        kept.append(entry)
+                        continue
+                    dropped += 1
+                    self._forget(entry)
+                if kept:
+                    self._pending[group] = kept
+                else:
+                    del self._pending[group]
+        return dropped
+
     def start(self) -> None:
         """Begin running jobs: those left by the last run first, then new ones."""
         with self._lock:

@@ -12,6 +12,11 @@ runs the production code paths, and its emulators are also fixtures for end-to-e
 app (the host then runs the Slack adapter with a per-run signing secret and bot token against
 the emulator), the Teams half when Teams runs unauthenticated on loopback. A half that does not
 run says why on the page.
+
+Its workspaces live in memory, so a job a previous run left in the queue file for them (the
+server stopped mid-answer: ``chatbot serve`` closes its socket, and with it the emulators,
+before it drains) can only fail against the new, empty workspace, leaving a stray apology:
+:func:`left_for_playground` names such jobs, and the local host drops them at start.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import secrets
 from dataclasses import dataclass, replace
 
 from core.config import Settings
+from core.jobs import Job
 
 SLACK_TAKEN = (
     "Slack is configured for a real workspace (SLACK_SIGNING_SECRET / SLACK_BOT_TOKEN), so "
@@ -64,3 +70,12 @@ def prepare(settings: Settings, base_url: str, *, teams_unauthenticated: bool) -
     elif not teams_unauthenticated:
         teams_off = TEAMS_NOT_LOOPBACK
     return PlaygroundSetup(settings, base_url, slack_off, teams_off)
+
+
+def left_for_playground(job: Job) -> bool:
+    """Whether ``job`` targets a playground workspace (its group starts with the platform and
+    the workspace: ``slack#T-PLAYGROUND#...``, ``teams#playground-tenant#...``)."""
+    from bots.playground.slack_workspace import TEAM_ID
+    from bots.playground.teams_connector import TENANT
+
+    return job.group.startswith((f"slack#{TEAM_ID}#", f"teams#{TENANT}#"))

@@ -8,12 +8,15 @@ sends ``Last-Event-ID`` and gets what it missed from a bounded replay buffer. Wh
 (the server restarted: another run id; or the page was away too long), the first event says
 ``resync`` and the page fetches ``/playground/state`` again.
 
-Bounded everywhere: the replay buffer keeps the last :data:`REPLAY_EVENTS` changes, each client
-queue :data:`CLIENT_QUEUE` (a client that falls that far behind is told to resync), and at most
-:data:`MAX_CLIENTS` streams are open (a new one ends the oldest: a page reloaded many times
-leaves dead connections that only a write would notice). A comment line every
-:data:`HEARTBEAT_SECONDS` keeps proxies from closing an idle stream and finds dead clients.
-Every stream ends when the hub closes (server shutdown).
+Bounded everywhere: the replay buffer keeps the last :data:`REPLAY_EVENTS` changes and at most
+:data:`REPLAY_BYTES` of them (a streamed message is published whole at every append), each
+client queue :data:`CLIENT_QUEUE` (a client that falls that far behind is told to resync), and
+at most :data:`MAX_CLIENTS` streams are open: a new one ends the oldest (a page reloaded many
+times leaves dead connections that only a write would notice), which is first sent an
+``evicted`` event so that a live tab does not reconnect (and evict another in turn) but says
+so. A comment line every :data:`HEARTBEAT_SECONDS` keeps proxies from closing an idle stream
+and finds dead clients. Every stream ends when the hub closes (server shutdown). Each change
+is serialized once, however many streams and replays send it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from collections.abc import Iterator
 from typing import Any
 
 REPLAY_EVENTS = 2_000
+REPLAY_BYTES = 8 * 1024 * 1024
 CLIENT_QUEUE = 1_000
 MAX_CLIENTS = 8
 HEARTBEAT_SECONDS = 15.0
@@ -35,6 +39,7 @@ RETRY_MILLISECONDS = 1_000  # how soon EventSource reconnects after the stream d
 
 _CLOSE = object()
 _OVERFLOW = object()
+_EVICTED = object()
 
 
 class Hub:
@@ -49,7 +54,8 @@ class Hub:
         self._max_clients = max_clients
         self._lock = threading.Lock()
         self._seq = 0
-        self._replay: deque[tuple[int, dict[str, Any]]] = deque(maxlen=REPLAY_EVENTS)
+        self._replay: deque[tuple[int, bytes]] = deque()  # (seq, frame), oldest first
+        self._replay_bytes = 0
         self._clients: deque[queue.Queue[object]] = deque()
         self._closed = False
 
@@ -63,10 +69,16 @@ class Hub:
         with self._lock:
             self._seq += 1
             seq = self._seq
-            self._replay.append((seq, change))
+            frame = self._frame(seq, change)
+            self._replay.append((seq, frame))
+            self._replay_bytes += len(frame)
+            while len(self._replay) > REPLAY_EVENTS or (
+                self._replay_bytes > REPLAY_BYTES and len(self._replay) > 1
+            ):
+                self._replay_bytes -= len(self._replay.popleft()[1])
             for client in self._clients:
                 try:
-                    client.put_nowait((seq, change))
+                    client.put_nowait(frame)
                 except queue.Full:
                     _replace_with_overflow(client)
             return seq
@@ -99,13 +111,13 @@ class Hub:
                 evicted = self._clients.popleft()
             seq = self._seq
         if evicted is not None:
-            _force(evicted, _CLOSE)
+            _force(evicted, _EVICTED)
         return self._events(client, missed, resync, seq)
 
     def _events(
         self,
         client: queue.Queue[object],
-        missed: list[tuple[int, dict[str, Any]]],
+        missed: list[bytes],
         resync: bool,
         seq: int,
     ) -> Iterator[bytes]:
@@ -113,8 +125,7 @@ class Hub:
             yield f"retry: {RETRY_MILLISECONDS}\n\n".encode()
             hello = {"type": "hello", "run": self.run, "seq": seq, "resync": resync}
             yield self._frame(seq, hello)
-            for number, change in missed:
-                yield self._frame(number, change)
+            yield from missed
             while True:
                 try:
                     item = client.get(timeout=self._heartbeat)
@@ -127,14 +138,18 @@ class Hub:
                     # Too far behind to catch up change by change: start over from a snapshot.
                     yield self._frame(self.seq, {"type": "hello", "run": self.run, "resync": True})
                     return
-                number, change = item  # type: ignore[misc]
-                yield self._frame(number, change)
+                if item is _EVICTED:
+                    # Another stream took this one's place: the page must not reconnect.
+                    yield self._frame(self.seq, {"type": "evicted"})
+                    return
+                assert isinstance(item, bytes)
+                yield item
         finally:
             with self._lock:
                 if client in self._clients:
                     self._clients.remove(client)
 
-    def _missed(self, last_event_id: str) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
+    def _missed(self, last_event_id: str) -> tuple[list[bytes], bool]:
         """With the lock held: the changes after ``last_event_id``, and whether the client must
         resync instead (no id, another run's id, or one older than the replay buffer)."""
         run, _, number = last_event_id.strip().partition(":")
@@ -146,7 +161,7 @@ class Hub:
         oldest = self._replay[0][0] if self._replay else self._seq + 1
         if after + 1 < oldest and after < self._seq:
             return [], True
-        return [(n, c) for n, c in self._replay if n > after], False
+        return [frame for n, frame in self._replay if n > after], False
 
     def _frame(self, seq: int, change: dict[str, Any]) -> bytes:
         data = json.dumps(change, separators=(",", ":"))

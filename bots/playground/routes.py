@@ -3,7 +3,9 @@ and the emulators the bot calls.
 
 Every answer's status is chosen on purpose: 400 with a readable ``error`` for anything the page
 sent that Slack or Teams would not take (bad JSON, an unknown channel, an empty message), 413
-for a file over the limit, 409 for a half of the playground that is off (with the reason), 502
+for a file over the playground's own memory cap (:data:`MEMORY_CAP_FACTOR` times the bot's
+limit; a file over the bot's limit and under this cap is shared, and the bot refuses it in the
+chat as in Slack), 409 for a half of the playground that is off (with the reason), 502
 when the host's own ``/slack/events`` or ``/api/messages`` refused what the playground sent
 (which would be a bug: the message says what it answered). The guard (bots/local/guard.py) has
 already checked the token, the Host and Origin and the JSON content type.
@@ -23,11 +25,11 @@ from bots.playground import PlaygroundSetup
 from bots.playground.hub import Hub
 from bots.playground.slack_api import API_PREFIX, FILES_PREFIX, RESPONSE_PREFIX, SlackApi
 from bots.playground.slack_client import DeliveryFailed, SlackClient
-from bots.playground.slack_wire import BadInput, FileTooBig
+from bots.playground.slack_wire import BadInput, OverMemoryCap
 from bots.playground.slack_workspace import BOT_NAME, BOT_USER_ID, PERSON, SlackWorkspace
+from bots.playground.teams_connector import CONNECTOR_PREFIX, TeamsPlayground
 from bots.playground.teams_connector import BadInput as TeamsBadInput
 from bots.playground.teams_connector import DeliveryFailed as TeamsDeliveryFailed
-from bots.playground.teams_connector import TeamsPlayground
 from bots.playground.usage import UsagePanel
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,10 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",  # the page's URL holds the token
     "Cache-Control": "no-store",
 }
+# The playground keeps uploads in memory: it takes files up to this many times the bot's own
+# limit (CHATBOT_MAX_FILE_MB), so that the bot's refusal of a larger file can be tried, and
+# refuses larger ones itself (413, saying it is the playground's cap).
+MEMORY_CAP_FACTOR = 4
 BASE64_OVERHEAD = 4 / 3
 JSON_ENVELOPE_BYTES = 64 * 1024  # the upload's other fields, and base64 line slack
 
@@ -67,6 +73,7 @@ class Playground:
         self.hub = Hub()
         self.usage = UsagePanel(self.hub)
         self.max_file_bytes = max_file_bytes
+        self.memory_cap_bytes = MEMORY_CAP_FACTOR * max_file_bytes
         settings = setup.settings
         self.slack: SlackClient | None = None
         self.slack_workspace: SlackWorkspace | None = None
@@ -87,7 +94,7 @@ class Playground:
         routes.add("GET", "/playground/state", lambda _: HttpResponse.json(200, self.snapshot()))
         routes.add("GET", "/playground/events", self._events)
         routes.add("POST", "/playground/reset", self._reset)
-        upload_limit = int(self.max_file_bytes * BASE64_OVERHEAD) + JSON_ENVELOPE_BYTES
+        upload_limit = int(self.memory_cap_bytes * BASE64_OVERHEAD) + JSON_ENVELOPE_BYTES
         slack, slack_off, teams_off = self.slack, self.setup.slack_off, self.setup.teams_off
         actions: dict[str, tuple[Action | None, str | None]] = {
             "/playground/teams/messages": (self.teams.message, teams_off),
@@ -101,7 +108,9 @@ class Playground:
             routes.add("POST", path, _action(action, off))
         upload = None
         if slack is not None:
-            upload = lambda body: slack.file(body, max_bytes=self.max_file_bytes)  # noqa: E731
+            upload = lambda body: slack.file(  # noqa: E731
+                body, max_bytes=self.max_file_bytes, memory_cap=self.memory_cap_bytes
+            )
         routes.add(
             "POST",
             "/playground/slack/files",
@@ -115,8 +124,10 @@ class Playground:
             routes.add("GET", FILES_PREFIX, api.download, prefix=True)
             routes.add("POST", RESPONSE_PREFIX, api.response_url, prefix=True)
         if self.setup.teams_off is None:
+            # /playground/teams/<secret>/v3/...: the connector checks the secret (the route
+            # names only the prefix, so the secret never appears in the logged route list).
             for method in ("POST", "PUT", "DELETE"):
-                routes.add(method, "/playground/teams/v3/", self.teams.connector, prefix=True)
+                routes.add(method, CONNECTOR_PREFIX, self.teams.connector, prefix=True)
 
     def snapshot(self) -> dict[str, Any]:
         """Everything the page draws, and the sequence number of the last change it reflects
@@ -146,7 +157,10 @@ class Playground:
             "slack": slack,
             "teams": teams,
             "answers": answers,
-            "limits": {"max_file_bytes": self.max_file_bytes},
+            "limits": {
+                "max_file_bytes": self.max_file_bytes,
+                "upload_cap_bytes": self.memory_cap_bytes,
+            },
             "llm": self.setup.settings.llm,
         }
 
@@ -214,7 +228,7 @@ def _action(action: Action | None, off: str | None) -> Callable[[HttpRequest], H
             return _refusal(400, "the request body must be a JSON object")
         try:
             return HttpResponse.json(200, action(body))
-        except FileTooBig as exc:
+        except OverMemoryCap as exc:
             return _refusal(413, str(exc))
         except (BadInput, TeamsBadInput) as exc:
             return _refusal(400, str(exc))

@@ -13,7 +13,8 @@ Every request is signed with this run's signing secret by slack_sdk's own
 The checks here are the ones Slack itself makes before anything reaches an app (a channel that
 exists, a thread that exists, text within Slack's limit, a command the app registered); what
 the app decides (an empty question, a file too large or of a type it cannot read, a summary it
-cannot make) is left to the app, which answers in the chat as it would in Slack.
+cannot make) is left to the app, which answers in the chat as it would in Slack. (A file over
+the bot's limit is kept as its size only: the bot never downloads it.)
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from bots.playground.slack_wire import (
     MAX_NAME_CHARS,
     TEXT_LIMIT,
     BadInput,
-    FileTooBig,
+    OverMemoryCap,
     slack_text,
 )
 from bots.playground.slack_workspace import (
@@ -86,7 +87,11 @@ class SlackClient:
         self._deliver_message(channel, msg, thread_ts)
         return {"ok": True, "ts": msg["ts"]}
 
-    def file(self, body: dict[str, Any], *, max_bytes: int) -> dict[str, Any]:
+    def file(self, body: dict[str, Any], *, max_bytes: int, memory_cap: int) -> dict[str, Any]:
+        """A file shared by the person. ``max_bytes`` is the bot's own limit
+        (``CHATBOT_MAX_FILE_MB``): a larger file is shared all the same, as Slack shares it,
+        with its true size and no bytes kept, so the bot refuses it in the chat with
+        production's message. ``memory_cap`` is the playground's own: beyond it, 413."""
         channel = self._channel(body.get("channel"))
         thread_ts = self._thread(channel, body.get("thread_ts"))
         user = self._user(body.get("user"))
@@ -99,19 +104,22 @@ class SlackClient:
         raw = body.get("data_base64")
         if not isinstance(raw, str):
             raise BadInput("data_base64 must be the file's bytes in base64")
-        try:
-            data = base64.b64decode(raw, validate=True)
-        except (binascii.Error, ValueError):
-            raise BadInput("data_base64 is not valid base64") from None
-        if len(data) > max_bytes:
-            raise FileTooBig(len(data), max_bytes)
+        size = wire.base64_size(raw)
+        if size > memory_cap:
+            raise OverMemoryCap(size, memory_cap)
+        data: bytes | None = None
+        if size <= max_bytes:
+            try:
+                data = base64.b64decode(raw, validate=True)
+            except (binascii.Error, ValueError):
+                raise BadInput("data_base64 is not valid base64") from None
         comment = body.get("comment")
         if comment is not None and not isinstance(comment, str):
             raise BadInput("comment must be text")
         if comment and len(comment) > TEXT_LIMIT:
             raise BadInput(f"a message has at most {TEXT_LIMIT:,} characters (Slack's limit)")
         with self._ws.lock:
-            stored = self._ws.add_file(name, mime_type, data, user)
+            stored = self._ws.add_file(name, mime_type, data, user, size=size)
             msg = self._person_message(user, slack_text(comment or ""))
             msg["subtype"] = "file_share"
             msg["files"] = [stored.payload(self._ws.base_url)]

@@ -58,10 +58,29 @@ class BadInput(ValueError):
     """What the person sent cannot be sent to Slack: 400 with this message."""
 
 
-class FileTooBig(BadInput):
-    def __init__(self, size: int, limit: int) -> None:
+class OverMemoryCap(BadInput):
+    """A file over the playground's own memory cap (not Slack's, not the bot's limit): 413.
+    A file over the bot's limit and under this cap is shared, and the bot refuses it in the
+    chat as it does in Slack."""
+
+    def __init__(self, size: int, cap: int) -> None:
         mb = 1024 * 1024
-        super().__init__(f"the file is {-(-size // mb)} MB; files up to {limit // mb} MB are taken")
+        super().__init__(
+            f"the file is {-(-size // mb)} MB: the playground itself keeps uploads of up to "
+            f"{cap // mb} MB in memory (its own cap, 4 times CHATBOT_MAX_FILE_MB), so it was "
+            "not shared"
+        )
+
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+
+
+def base64_size(raw: str) -> int:
+    """The size of the bytes ``raw`` encodes, without decoding them; BadInput if it is not
+    base64 (what :func:`base64.b64decode` with ``validate=True`` takes)."""
+    if len(raw) % 4 or not _BASE64.fullmatch(raw):
+        raise BadInput("data_base64 is not valid base64")
+    return len(raw) // 4 * 3 - (len(raw) - len(raw.rstrip("=")))
 
 
 def slack_text(text: str) -> str:
@@ -192,7 +211,12 @@ def within(ts: str, params: Params) -> bool:
 def page(found: list[dict[str, Any]], params: Params) -> dict[str, Any]:
     """One page of ``found`` from the ``cursor`` on (an opaque offset, as Slack's is)."""
     try:
+        # A number as text or JSON; anything else (a list, 1e400, NaN) is Slack's
+        # invalid_arguments, never a server error.
         limit = max(1, min(int(params.get("limit") or PAGE_LIMIT), 1000))
+    except (TypeError, ValueError, OverflowError):
+        raise Refused("invalid_arguments") from None
+    try:
         cursor = text(params.get("cursor"))
         start = int(base64.b64decode(cursor, validate=True).decode()) if cursor else 0
     except (ValueError, binascii.Error, UnicodeDecodeError):

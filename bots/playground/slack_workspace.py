@@ -67,9 +67,10 @@ class StoredFile:
     id: str
     name: str
     mimetype: str
-    data: bytes | None
+    data: bytes | None  # None: not kept (over the bot's limit: it never downloads it)
     user: str
     created: int
+    size: int  # the file's true size, as Slack reports it
 
     def payload(self, base_url: str) -> dict[str, Any]:
         """As Slack describes a file in a message and in ``files.info``."""
@@ -84,7 +85,7 @@ class StoredFile:
             "filetype": self.name.rsplit(".", 1)[-1].lower() if "." in self.name else "text",
             "user": self.user,
             "mode": "hosted",
-            "size": 0 if self.data is None else len(self.data),
+            "size": self.size,
             "is_public": True,
             "url_private": url,
             "url_private_download": url,
@@ -235,8 +236,10 @@ class SlackWorkspace:
     def publish(self, channel: Channel, msg: dict[str, Any]) -> None:
         self.hub.publish({"type": "slack.message", "message": self.view(msg, channel.id)})
 
-    def add_file(self, name: str, mimetype: str, data: bytes, user: str) -> StoredFile:
-        stored = StoredFile(self.new_id("F"), name, mimetype, data, user, int(time.time()))
+    def add_file(
+        self, name: str, mimetype: str, data: bytes | None, user: str, *, size: int
+    ) -> StoredFile:
+        stored = StoredFile(self.new_id("F"), name, mimetype, data, user, int(time.time()), size)
         self.files[stored.id] = stored
         while len(self.files) > 1 and (
             len(self.files) > MAX_FILES

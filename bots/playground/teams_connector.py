@@ -1,8 +1,8 @@
 """The playground's Teams half: a Bot Framework connector emulator, and the person's side.
 
 The person's messages become the Activities Teams sends (``POST /api/messages``, the local
-host's unauthenticated loopback path) with ``serviceUrl`` = ``<server>/playground/teams/``, so
-the bot's real botbuilder ``ConnectorClient`` sends its replies here:
+host's unauthenticated loopback path) with ``serviceUrl`` = ``<server>/playground/teams/<secret>/``,
+so the bot's real botbuilder ``ConnectorClient`` sends its replies here:
 
 - ``POST v3/conversations/{id}/activities`` (a new post) and ``.../activities/{replyTo}`` (a
   reply): a message is kept and shown; a ``typing`` activity is a typing indicator, unless it
@@ -15,19 +15,32 @@ the bot's real botbuilder ``ConnectorClient`` sends its replies here:
 Two conversations: a personal chat with the bot, and a channel (``#General`` of one team) where
 a message reaches the bot only when it @mentions it, and each post starts a reply chain
 (``conversation.id`` = ``<channel>;messageid=<root>``). Teams' limits hold: a message over
-28 KB is refused with 413, a stream's sequence numbers must grow.
+28 KB is refused with 413; streaming is for personal chats only (400 ``BadArgument``
+elsewhere), a stream's sequence numbers must grow, and a stream ends
+:data:`STREAM_CAP_SECONDS` after it began (403 ``ContentStreamNotAllowed``, by the injectable
+``clock``), so the adapter's fallbacks run here too.
+
+Nobody else can drive this: ``/api/messages`` takes unauthenticated activities from any local
+process, so the serviceUrl carries a random per-run secret segment that the connector checks
+(404 otherwise: a foreign serviceUrl leads nowhere), and both conversations' ids are random per
+run (an activity naming a guessed conversation reaches no conversation of the page, and no
+history the playground's conversations built). (Somewhat over our usual module size: both
+sides share the conversations, their ids and one lock, and splitting them would spread that.)
 """
 
 from __future__ import annotations
 
 import copy
+import hmac
 import itertools
 import json
 import re
+import secrets
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
@@ -39,12 +52,11 @@ CONNECTOR_PREFIX = "/playground/teams/"
 TENANT = "playground-tenant"
 BOT = {"id": "28:playground-bot", "name": "Assistant"}
 PERSON = {"id": "29:playground-you", "name": "You", "aadObjectId": "aad-playground-you"}
-PERSONAL = "a:playground-personal-chat"
-CHANNEL = "19:playground-general@thread.tacv2"
 TEAM = "19:playground-team@thread.tacv2"
 MAX_ACTIVITY_BYTES = 28_000
 MAX_TEXT_CHARS = 28_000
 MAX_ACTIVITIES = 2_000
+STREAM_CAP_SECONDS = 120.0  # Teams ends a stream two minutes after it began
 TIMEOUT_SECONDS = 10.0
 _MENTION = re.compile(r"(?<![\w<@])@assistant\b", re.IGNORECASE)
 _MESSAGE_ID = re.compile(r";messageid=(?P<root>[^;]+)", re.IGNORECASE)
@@ -59,26 +71,37 @@ class DeliveryFailed(RuntimeError):
 
 
 class TeamsPlayground:
-    def __init__(self, hub: Hub, *, base_url: str) -> None:
+    def __init__(
+        self, hub: Hub, *, base_url: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.hub = hub
         self.base_url = base_url
-        self.service_url = base_url + CONNECTOR_PREFIX
+        self.clock = clock  # for the stream cap; tests replace it
+        self._secret = secrets.token_urlsafe(24)  # never shown to the page or logged
+        self.service_url = f"{base_url}{CONNECTOR_PREFIX}{self._secret}/"
+        # Random per run (see the module docstring).
+        self.personal = f"a:playground-personal-{secrets.token_hex(8)}"
+        self.channel = f"19:playground-general-{secrets.token_hex(8)}@thread.tacv2"
         self.lock = threading.RLock()
         self.activities: dict[str, dict[str, Any]] = {}  # id → view, oldest first
         self._ids = itertools.count(1)
-        self._sequences: dict[str, int] = {}  # stream id → last streamSequence
+        self._sequences: dict[str, int] = {}  # open stream id → last streamSequence
+        self._started: dict[str, float] = {}  # open stream id → when it began, by ``clock``
+        self._capped: set[str] = set()  # streams Teams' cap ended
 
     def reset(self) -> None:
         with self.lock:
             self.activities.clear()
             self._sequences.clear()
+            self._started.clear()
+            self._capped.clear()
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
             return {
                 "conversations": [
-                    {"id": PERSONAL, "name": BOT["name"], "type": "personal"},
-                    {"id": CHANNEL, "name": "General", "type": "channel"},
+                    {"id": self.personal, "name": BOT["name"], "type": "personal"},
+                    {"id": self.channel, "name": "General", "type": "channel"},
                 ],
                 "bot": dict(BOT),
                 "user": {"id": PERSON["id"], "name": PERSON["name"]},
@@ -103,7 +126,11 @@ class TeamsPlayground:
         if kind == "personal":
             if reply_to not in (None, ""):
                 raise BadInput("a personal chat has no reply chains: leave reply_to out")
-            conversation = {"conversationType": "personal", "tenantId": TENANT, "id": PERSONAL}
+            conversation = {
+                "conversationType": "personal",
+                "tenantId": TENANT,
+                "id": self.personal,
+            }
             root = None
         else:
             root = self._root(reply_to) if reply_to not in (None, "") else activity_id
@@ -111,7 +138,7 @@ class TeamsPlayground:
                 "isGroup": True,
                 "conversationType": "channel",
                 "tenantId": TENANT,
-                "id": f"{CHANNEL};messageid={root}",
+                "id": f"{self.channel};messageid={root}",
             }
         wire_text, mentioned = _mentions(text)
         if mentioned:
@@ -182,9 +209,9 @@ class TeamsPlayground:
         channel_data: dict[str, Any] = {"tenant": {"id": TENANT}}
         if where == "channel":
             channel_data.update(
-                teamsChannelId=CHANNEL,
+                teamsChannelId=self.channel,
                 teamsTeamId=TEAM,
-                channel={"id": CHANNEL, "name": "General"},
+                channel={"id": self.channel, "name": "General"},
                 team={"id": TEAM, "name": "Playground"},
             )
         return {
@@ -237,15 +264,19 @@ class TeamsPlayground:
     # the connector (called by the bot's botbuilder client) --------------------------------
 
     def connector(self, request: HttpRequest) -> HttpResponse:
-        parts = request.path[len(CONNECTOR_PREFIX) :].split("/")
+        secret, _, rest = request.path[len(CONNECTOR_PREFIX) :].partition("/")
+        if not hmac.compare_digest(secret.encode(), self._secret.encode()):
+            # Not this run's serviceUrl: nothing here for whoever sent it.
+            return _error(404, "NotFound", "no such service")
+        parts = rest.split("/")
         if len(parts) < 4 or parts[:2] != ["v3", "conversations"] or parts[3] != "activities":
-            return _error(404, "NotFound", f"{request.method} {request.path}")
+            return _error(404, "NotFound", "no such resource")
         conversation_id = unquote(parts[2])
         activity_id = unquote(parts[4]) if len(parts) > 4 and parts[4] else None
         if len(parts) > 5:
-            return _error(404, "NotFound", request.path)
+            return _error(404, "NotFound", "no such resource")
         base, _ = _split(conversation_id)
-        if base not in (PERSONAL, CHANNEL):
+        if base not in (self.personal, self.channel):
             return _error(404, "ConversationNotFound", "no such conversation")
         if request.method == "DELETE" and activity_id:
             return self._delete(activity_id)
@@ -271,7 +302,8 @@ class TeamsPlayground:
             if info is not None:
                 return self._stream(conversation_id, reply_to, body, info)
             if body["type"] == "typing":
-                self.hub.publish({"type": "teams.typing", "conversation": _kind(conversation_id)})
+                kind = self._kind(conversation_id)
+                self.hub.publish({"type": "teams.typing", "conversation": kind})
                 return HttpResponse.json(200, {})
             if body["type"] != "message":
                 return HttpResponse.json(200, {})
@@ -286,32 +318,44 @@ class TeamsPlayground:
         body: dict[str, Any],
         info: dict[str, Any],
     ) -> HttpResponse:
+        if self._kind(conversation_id) != "personal":
+            return _error(400, "BadArgument", "streaming is supported in personal chats only")
         stream_type = str(info.get("streamType") or "streaming")
         stream_id = info.get("streamId")
+        sequence = info.get("streamSequence")
         if stream_id is None:
             if body["type"] != "typing":
                 return _error(400, "BadArgument", "a stream starts with a typing activity")
+            if not _positive_int(sequence):
+                return _error(400, "BadArgument", "a stream starts with a streamSequence")
             activity_id = self._new_id()
             started = self._bot_view(activity_id, conversation_id, reply_to, body)
             started.update(streaming=True, stream_type=stream_type)
-            sequence = info.get("streamSequence")
-            self._sequences[activity_id] = sequence if isinstance(sequence, int) else 1
+            self._sequences[activity_id] = sequence
+            self._started[activity_id] = self.clock()
             self._keep(started)
             return HttpResponse.json(201, {"id": activity_id})
-        open_stream = self.activities.get(str(stream_id))
-        if open_stream is None or not open_stream["streaming"]:
+        if str(stream_id) in self._capped:
+            return _error(403, "ContentStreamNotAllowed", "the stream has ended")
+        view = self.activities.get(str(stream_id))
+        if view is None or not view["streaming"]:
             return _error(400, "ContentStreamNotAllowed", "no such open stream")
-        view = open_stream
+        began = self._started.get(view["id"])
+        if began is not None and self.clock() - began > STREAM_CAP_SECONDS:
+            # Teams' cap: the stream ends as a message with the text it showed.
+            self._end_stream(view["id"], capped=True)
+            view.update(streaming=False, stream_type=None)
+            self._keep(view)
+            return _error(403, "ContentStreamNotAllowed", "the stream has ended (time cap)")
         if stream_type == "final":
             if body["type"] != "message":
                 return _error(400, "BadArgument", "a stream ends with a message activity")
             final = self._bot_view(view["id"], conversation_id, view["reply_to"], body)
             final.update(streaming=False, stream_type="final", updated=view["updated"] + 1)
-            self._sequences.pop(view["id"], None)
+            self._end_stream(view["id"])
             self._keep(final)
             return HttpResponse.json(200, {"id": view["id"]})
-        sequence = info.get("streamSequence")
-        if not isinstance(sequence, int) or sequence <= self._sequences.get(view["id"], 0):
+        if not _positive_int(sequence) or sequence <= self._sequences.get(view["id"], 0):
             return _error(400, "BadArgument", "streamSequence must grow")
         self._sequences[view["id"]] = sequence
         view.update(
@@ -319,6 +363,17 @@ class TeamsPlayground:
         )
         self._keep(view)
         return HttpResponse.json(202, {"id": view["id"]})
+
+    def _end_stream(self, stream_id: str, *, capped: bool = False) -> None:
+        self._sequences.pop(stream_id, None)
+        self._started.pop(stream_id, None)
+        if capped:
+            self._capped.add(stream_id)
+            while len(self._capped) > MAX_ACTIVITIES:
+                self._capped.pop()
+
+    def _kind(self, conversation_id: str) -> str:
+        return "channel" if _split(conversation_id)[0] == self.channel else "personal"
 
     def _update(self, activity_id: str, body: dict[str, Any]) -> HttpResponse:
         with self.lock:
@@ -345,7 +400,7 @@ class TeamsPlayground:
     def _bot_view(
         self, activity_id: str, conversation_id: str, reply_to: str | None, body: dict[str, Any]
     ) -> dict[str, Any]:
-        kind = _kind(conversation_id)
+        kind = self._kind(conversation_id)
         _, root = _split(conversation_id)
         return {
             "conversation": kind,
@@ -375,8 +430,8 @@ def _split(conversation_id: str) -> tuple[str, str | None]:
     return conversation_id[: match.start()] + conversation_id[match.end() :], match["root"]
 
 
-def _kind(conversation_id: str) -> str:
-    return "channel" if _split(conversation_id)[0] == CHANNEL else "personal"
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _stream_info(body: dict[str, Any]) -> dict[str, Any] | None:

@@ -40,6 +40,7 @@ class SlackTurn:
     thread_ts: str | None  # where the reply goes; None: top level (a DM)
     needs_history: bool  # a follow-up: answer only if the bot is in this conversation
     dm_thread: bool = False  # a thread of a DM: the assistant panel's threads are these
+    user_team: str = ""  # the asker's own team (another one for a Slack Connect guest), if told
 
     @property
     def dedupe_id(self) -> str:
@@ -117,7 +118,8 @@ def from_event(body: Mapping[str, Any]) -> SlackTurn | None:
         ),
     )
     dm_thread = event.get("channel_type") == "im" and thread_ts is not None
-    return SlackTurn(turn, channel, reply_thread, needs_history, dm_thread)
+    user_team = _text(event.get("user_team")) or _text(event.get("team"))
+    return SlackTurn(turn, channel, reply_thread, needs_history, dm_thread, user_team)
 
 
 def strip_mentions(text: str, bot: str) -> str:

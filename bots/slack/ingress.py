@@ -197,6 +197,7 @@ def enqueue_message_event(body: dict[str, Any], enqueue: Callable[[Job], None]) 
         "channel": slack_turn.channel,
         "thread_ts": slack_turn.thread_ts,
         "needs_history": slack_turn.needs_history,
+        "user_team": slack_turn.user_team,  # native streaming's recipient_team_id
     }
     enqueue(Job(SLACK_MESSAGE, slack_turn.turn.key.id, slack_turn.dedupe_id, payload))
     log.info(

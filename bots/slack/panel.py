@@ -13,7 +13,9 @@ a listener, but the ingress does not run Bolt for events (cold start and robustn
   ``chat.update`` when the context changes and read back with ``conversations.replies`` when a
   summary needs it. It lives and dies with the thread, needs no table of its own, and only the
   app can write it.
-- The first question titles the thread (``assistant.threads.setTitle``, best effort).
+- The first question titles the thread (``assistant.threads.setTitle``, best effort), once:
+  never a second title (:meth:`AssistantPanel.handle_title`); a refusal (a DM thread outside
+  the panel) is logged at debug level only.
 - "Summarize this channel" summarizes the context channel into the thread, with the same checks
   as ``/summarize`` (the person must be able to see the channel, a private one needs their
   membership, and the bot reads with its own rights), reusing :class:`SlackWorker`'s.
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bots.slack.events import is_slack_ts
 from bots.slack.panel_jobs import (
     SLACK_FEEDBACK,
     SLACK_PANEL_SUMMARIZE,
@@ -203,17 +206,56 @@ class AssistantPanel:
     # -- questions ----------------------------------------------------------------------------
 
     def handle_title(self, job: Job) -> None:
-        """Title the thread from its first question. Best effort: never fails, never delays
-        the answer by more than the one call."""
+        """Title the thread from its first question, and never again. Best effort: never
+        fails, never delays the answer by more than two calls (the second only for a thread
+        with no history here).
+
+        The job's dedupe id (one per thread) runs it once per thread while its record lasts;
+        after that, a thread is titled only when it has no history here (no answered question)
+        and Slack shows no earlier question in it (a summary or a failed answer leaves no
+        history). When that cannot be read, the thread is not titled: a missing title is better
+        than a second one."""
         p = job.payload
+        channel, thread_ts = str(p["channel"]), str(p["thread_ts"])
         if self._assistant.knows(ConversationKey(*p["key"])):
             return  # not the first question: the thread has its title
+        question_ts = p.get("question_ts")
+        checkable = is_slack_ts(question_ts) and is_slack_ts(thread_ts)
+        if checkable and self._asked_before(channel, thread_ts, str(question_ts)):
+            log.debug("assistant thread has an earlier question: title left as it is")
+            return
         try:
             self._client.assistant_threads_setTitle(
-                channel_id=str(p["channel"]), thread_ts=str(p["thread_ts"]), title=str(p["title"])
+                channel_id=channel, thread_ts=thread_ts, title=str(p["title"])
             )
-        except (SlackApiError, OSError) as exc:  # e.g. a DM thread outside the panel
+        except SlackApiError as exc:  # e.g. a DM thread outside the panel: expected, quiet
+            log.debug("assistant thread title refused", extra={"cause": _cause(exc)})
+        except OSError as exc:
             log.info("assistant thread title not set", extra={"cause": _cause(exc)})
+
+    def _asked_before(self, channel: str, thread_ts: str, question_ts: str) -> bool:
+        """Whether the thread holds a person's message before ``question_ts`` (its root
+        aside); True when the thread cannot be read (so no second title)."""
+        try:
+            page = self._client.conversations_replies(
+                channel=channel,
+                ts=thread_ts,
+                oldest=thread_ts,
+                latest=question_ts,
+                inclusive=False,
+                limit=_REPLIES_READ,
+            )
+        except (SlackApiError, OSError) as exc:
+            log.debug("assistant thread not readable for its title", extra={"cause": _cause(exc)})
+            return True
+        for message in page.get("messages") or ():
+            if not isinstance(message, Mapping) or not is_slack_ts(message.get("ts")):
+                continue
+            if not _ts_key(thread_ts) < _ts_key(message["ts"]) < _ts_key(question_ts):
+                continue  # the root, the question itself, or beyond the bounds asked for
+            if message.get("subtype") is None and not message.get("bot_id"):
+                return True
+        return False
 
     def handle_summarize(self, job: Job) -> None:
         """Summarize what the panel's message asks for (by default the channel the person is
@@ -226,17 +268,17 @@ class AssistantPanel:
             self._worker.handle_message(job)
             return
         target = _TARGETS[str(p["target_type"])](**p["target"])
-        sink = self._worker._answer_sink(job, turn)
+        sink = self._worker.answer_sink(job, turn)
         self._status(channel, thread_ts)
         try:
             if isinstance(target, ThreadRef):  # a link: checked as /summarize checks one
-                request, _, _ = self._worker._summary_request(team, channel, target, "", user)
+                request, _, _ = self._worker.summary_request(team, channel, target, "", user)
             else:
                 source = self._source_channel(
                     team, channel, thread_ts, str(p.get("bot_user") or "")
                 )
-                self._check_can_see(source, user)
-                request, _, _ = self._worker._summary_request(team, source, target, "", user)
+                self._check_channel(source, user)
+                request, _, _ = self._worker.summary_request(team, source, target, "", user)
         except SummaryUnavailable as exc:
             log.info("panel summary unavailable", extra={"cause": exc.cause})
             self._assistant.notify(sink, exc.message, error=exc.cause)
@@ -266,10 +308,10 @@ class AssistantPanel:
             raise SummaryUnavailable(OTHER_WORKSPACE, cause="context_other_workspace")
         return context.channel
 
-    def _check_can_see(self, channel: str, user: str) -> None:
+    def _check_channel(self, channel: str, user: str) -> None:
         """/summarize's check, with words about a channel rather than a linked thread."""
         try:
-            self._worker._check_can_see(channel, user)
+            self._worker.check_can_see(channel, user)
         except SummaryUnavailable as exc:
             if exc.cause == "requester_not_member":
                 raise SummaryUnavailable(MEMBERS_ONLY, cause=exc.cause) from exc
@@ -299,6 +341,12 @@ class AssistantPanel:
         answer = AnswerRef(ConversationKey(*p["key"]), str(p["answer_id"]), str(p["model_id"]))
         feedback = Feedback(answer, str(p["voter"]), Rating(p["rating"]), float(p["at"]))
         self._assistant.record_feedback(feedback)
+
+
+def _ts_key(ts: str) -> tuple[int, int]:
+    """A Slack ts as a number to compare exactly ("1700000000.0001" < "1700000000.000200")."""
+    seconds, _, fraction = ts.partition(".")
+    return int(seconds or 0), int((fraction + "000000000")[:9])
 
 
 def _cause(exc: Exception) -> str:

@@ -165,8 +165,9 @@ def assistant_thread_job(body: Mapping[str, Any]) -> Job | None:
 
 
 def title_job(slack_turn: SlackTurn) -> Job:
-    """Title a panel thread from its question; the worker does so only for the first one,
-    and the dedupe id (one per thread) keeps a thread from being retitled by later ones."""
+    """Title a panel thread from its question; the worker does so only for the first one
+    (``question_ts`` lets it look for earlier ones), and the dedupe id (one per thread) keeps
+    a thread from being retitled by later ones while its record lasts."""
     key = slack_turn.turn.key
     text = " ".join(slack_turn.turn.text.split())
     title = text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1].rstrip() + "…"
@@ -174,6 +175,7 @@ def title_job(slack_turn: SlackTurn) -> Job:
         "key": [key.platform, key.workspace, key.channel, key.thread],
         "channel": slack_turn.channel,
         "thread_ts": slack_turn.thread_ts,
+        "question_ts": slack_turn.turn.turn_id,
         "title": title,
     }
     return Job(

@@ -37,6 +37,7 @@ from core.budget import Limit, Priority, RateBudget, Scope
 from core.domain import Reply, SourceCitation
 from core.errors import BudgetSpent, MessageGone, MessageTooLong, RateLimited, SinkError
 from core.feedback import AnswerRef
+from core.sinks import PLACEHOLDER
 
 log = logging.getLogger(__name__)
 
@@ -59,24 +60,54 @@ POSTS_PER_CHANNEL = Limit(3.0 + WINDOW_MARGIN_SECONDS, 3)
 @dataclass(frozen=True)
 class SlackLimits:
     """Slack's rate limits as budget scopes, over one :class:`~core.budget.RateBudget` shared by
-    every reply of the process (and, with the DynamoDB budget, of the deployment)."""
+    every reply of the process (and, with the DynamoDB budget, of the deployment).
+
+    Slack counts each method on its own, per workspace and app. The figures are from Slack's
+    method pages (https://docs.slack.dev/reference/methods/<method>): ``chat.update`` Tier 3
+    (about 50 a minute), ``chat.appendStream`` Tier 4 (about 100), ``chat.stopStream`` Tier 2
+    (about 20). ``chat.startStream``'s page names no tier: taken as Tier 2 too, to be safe."""
 
     budget: RateBudget
-    edits_per_minute: int = 50
-    appends_per_minute: int = 100  # chat.appendStream is Tier 4
+    edits_per_minute: int = 50  # chat.update, Tier 3
+    appends_per_minute: int = 100  # chat.appendStream, Tier 4
+    starts_per_minute: int = 20  # chat.startStream: no tier published; Tier 2 assumed
+    stops_per_minute: int = 20  # chat.stopStream, Tier 2
 
     def edits(self, workspace: str) -> Scope:
-        limit = Limit(60.0 + WINDOW_MARGIN_SECONDS, self.edits_per_minute)
-        return Scope(f"slack:{workspace}:chat.update", (limit,))
+        return _per_minute(f"slack:{workspace}:chat.update", self.edits_per_minute)
 
-    def streams(self, workspace: str) -> Scope:
-        """Native streaming's appends and stops, per workspace (Tier 4). ``chat.startStream``
-        posts a message, so it counts in :meth:`posts`."""
-        limit = Limit(60.0 + WINDOW_MARGIN_SECONDS, self.appends_per_minute)
-        return Scope(f"slack:{workspace}:chat.appendStream", (limit,))
+    def stream_starts(self, workspace: str) -> Scope:
+        """``chat.startStream`` per workspace. It also posts a message, so each start is
+        counted in the channel's :meth:`posts` as well."""
+        return _per_minute(f"slack:{workspace}:chat.startStream", self.starts_per_minute)
+
+    def stream_appends(self, workspace: str) -> Scope:
+        return _per_minute(f"slack:{workspace}:chat.appendStream", self.appends_per_minute)
+
+    def stream_stops(self, workspace: str) -> Scope:
+        """``chat.stopStream`` per workspace: every stream's final. A stream is only started
+        once its stop is admitted here (:meth:`admit_stream`)."""
+        return _per_minute(f"slack:{workspace}:chat.stopStream", self.stops_per_minute)
 
     def posts(self, workspace: str, channel: str) -> Scope:
         return Scope(f"slack:{workspace}:{channel}:chat.postMessage", (POSTS_PER_CHANNEL,))
+
+    def admit_stream(self, workspace: str, holder: str) -> bool:
+        """Whether ``holder`` may start a stream now: its stop fits beside the stop of every
+        stream already open in the workspace (then room for it is kept until it stops or
+        :meth:`~core.budget.RateBudget.close`), and a start is free now. Never waits: a refused
+        reply goes the paced way, whose ``chat.update`` budget is a separate one."""
+        stops = self.stream_stops(workspace)
+        if not self.budget.admit(stops, holder):
+            return False
+        if self.budget.take(self.stream_starts(workspace), holder, Priority.FIRST) > 0:
+            self.budget.close(stops, holder)
+            return False
+        return True
+
+
+def _per_minute(key: str, calls: int) -> Scope:
+    return Scope(key, (Limit(60.0 + WINDOW_MARGIN_SECONDS, calls),))
 
 
 class SlackReplySink:
@@ -105,7 +136,12 @@ class SlackReplySink:
         self._sent: dict[str, list[dict[str, Any]]] = {}  # ts → the blocks it shows
 
     def post(self, text: str) -> str:
-        return self._post(text, message_blocks(text, ()), needs_final=True)
+        ts = self._post(text, message_blocks(text, ()), needs_final=True)
+        if text != PLACEHOLDER:
+            # It shows text already (a stream not admitted, a continuation): later edits are
+            # optional, and leave the workspace's edits to finals and other replies' first text.
+            self._edited = True
+        return ts
 
     def post_final(self, text: str, reply: Reply) -> str:
         """Post a message that is final at once (a short answer, a notice): what ``post`` and

@@ -20,7 +20,7 @@ from bots.slack.ingress import (
 )
 from bots.slack.panel import install_panel
 from bots.slack.sink import SlackLimits, SlackReplySink
-from bots.slack.stream import SlackStreamSink, StreamSupport
+from bots.slack.stream import SlackStreamSink
 from bots.slack.summary_args import ThreadRef
 from bots.slack.user_names import UserNames
 from core.assistant import Assistant
@@ -33,6 +33,7 @@ from core.files.ingest import FileIndexer
 from core.files.types import FileRejected
 from core.jobs import JOB_FAILED_MESSAGE, Job, JobRouter, turn_from_payload
 from core.knowledge.base import KnowledgeStore
+from core.refusals import RefusalMemory
 from core.runtime import build_rate_budget
 from core.sinks import ReplySink
 from core.summarize import Summarizer, SummaryRequest
@@ -61,11 +62,11 @@ class SlackWorker:
         indexer: FileIndexer | None = None,
         summarizer: Summarizer | None = None,
         knowledge: KnowledgeStore | None = None,
-        stream_support: StreamSupport | None = None,
+        stream_support: RefusalMemory | None = None,
     ) -> None:
         self._assistant = assistant
         # Which workspaces refused native streaming lately: one memory for the process.
-        self._stream_support = stream_support or StreamSupport()
+        self._stream_support = stream_support or RefusalMemory(feature="slack native streaming")
         self._client = client
         self._limits = limits
         self._settings = settings
@@ -135,7 +136,7 @@ class SlackWorker:
         team, channel, user = str(p["team"]), str(p["channel"]), str(p["user"])
         target = _TARGETS[str(p["target_type"])](**p["target"])
         try:
-            request, post_channel, thread_ts = self._summary_request(
+            request, post_channel, thread_ts = self.summary_request(
                 team, channel, target, str(p.get("channel_name") or ""), user
             )
         except SummaryUnavailable as exc:
@@ -204,7 +205,7 @@ class SlackWorker:
         except (SlackApiError, OSError) as exc:
             log.warning("could not answer privately", extra={"detail": type(exc).__name__})
 
-    def _check_can_see(self, channel: str, user: str) -> None:
+    def check_can_see(self, channel: str, user: str) -> None:
         """A thread link may point into another channel: the bot reads with its own rights, so
         it first checks that the person asking is allowed to see that channel. Public channels
         are open to everyone in the workspace; private ones need membership."""
@@ -228,7 +229,7 @@ class SlackWorker:
             ) from exc
         raise SummaryUnavailable(THREAD_NOT_VISIBLE, cause="requester_not_member")
 
-    def _summary_request(
+    def summary_request(
         self, team: str, channel: str, target: object, channel_name: str, user: str
     ) -> tuple[SummaryRequest, str, str | None]:
         """What to summarize, and where the summary goes (channel, thread ts)."""
@@ -240,7 +241,7 @@ class SlackWorker:
         if not isinstance(target, ChannelWindow | ChannelCount | ThreadRef):
             raise SummaryUnavailable("I don't know how to summarize that.")
         if isinstance(target, ThreadRef) and target.channel != channel:
-            self._check_can_see(target.channel, user)
+            self.check_can_see(target.channel, user)
         history = self._history.read(target, channel=channel, channel_name=channel_name)
         if isinstance(target, ThreadRef):
             return history.request("this thread"), target.channel, target.ts
@@ -252,35 +253,36 @@ class SlackWorker:
         by itself), with feedback buttons naming this answer."""
         model = self._assistant.model
         answer = AnswerRef(turn.key, turn.turn_id, model.model_id or model.name)
-        channel, thread_ts = str(job.payload["channel"]), job.payload.get("thread_ts")
         if self._settings.slack_streaming == "off":
-            return SlackReplySink(
-                self._client,
-                channel=channel,
-                thread_ts=thread_ts,
-                workspace=turn.key.workspace,
-                limits=self._limits,
-                answer=answer,
-            )
+            return self._sink(job, turn.key.workspace, answer)
+        team = job.payload.get("user_team")
         return SlackStreamSink(
             self._client,
-            channel=channel,
-            thread_ts=thread_ts,
+            channel=str(job.payload["channel"]),
+            thread_ts=job.payload.get("thread_ts"),
             workspace=turn.key.workspace,
             limits=self._limits,
             support=self._stream_support,
             recipient_user=turn.user_id,
+            recipient_team=team if isinstance(team, str) and team else None,
             answer=answer,
         )
 
-    def _sink(self, job: Job, workspace: str) -> SlackReplySink:
+    def _sink(self, job: Job, workspace: str, answer: AnswerRef | None = None) -> SlackReplySink:
+        """A paced sink for the job's channel and thread (feedback buttons only for an
+        ``answer``)."""
         return SlackReplySink(
             self._client,
             channel=str(job.payload["channel"]),
             thread_ts=job.payload.get("thread_ts"),
             workspace=workspace,
             limits=self._limits,
+            answer=answer,
         )
+
+    def answer_sink(self, job: Job, turn: Turn) -> ReplySink:
+        """The sink an answer to ``turn`` goes to (for the assistant panel's summaries)."""
+        return self._answer_sink(job, turn)
 
 
 def install_worker(

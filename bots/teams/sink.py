@@ -97,6 +97,7 @@ class TeamsReplySink:
         self._shown: dict[str, str] = {}  # Teams activity id → the text it shows
         self._final_failures = 0
         self._replaced: set[str] = set()  # refs whose final text went out as a new message
+        self._unedited: set[str] = set()  # refs whose final edit failed for good
 
     # -- ReplySink ----------------------------------------------------------------------------
 
@@ -140,24 +141,28 @@ class TeamsReplySink:
             return
         if self._shown.get(activity_id) == final and (not flag or activity_id in self._flagged):
             return
-        try:
-            self._edit(activity_id, final, Priority.REQUIRED, closes=True, feedback=flag)
-            return
-        except TransientFailure as exc:
-            self._final_failures += 1
-            if self._final_failures < FINAL_EDIT_ATTEMPTS:
-                raise
-            log.warning(
-                "final edit keeps failing; sending the answer as a new message",
-                extra={"status": exc.status},
-            )
-        except (RateLimited, MessageTooLong):
-            raise  # the pacer waits, or splits the text smaller
-        except SinkError as exc:
-            log.warning(
-                "final edit refused; sending the answer as a new message",
-                extra={"cause": exc.cause},
-            )
+        if ref not in self._unedited:
+            try:
+                self._edit(activity_id, final, Priority.REQUIRED, closes=True, feedback=flag)
+                return
+            except TransientFailure as exc:
+                self._final_failures += 1
+                if self._final_failures < FINAL_EDIT_ATTEMPTS:
+                    raise
+                log.warning(
+                    "final edit keeps failing; sending the answer as a new message",
+                    extra={"status": exc.status},
+                )
+            except (RateLimited, MessageTooLong):
+                raise  # the pacer waits, or splits the text smaller
+            except SinkError as exc:
+                log.warning(
+                    "final edit refused; sending the answer as a new message",
+                    extra={"cause": exc.cause},
+                )
+            # A retry (the new message waits for budget) goes straight to the new message: a
+            # repeated failing edit would spend the budget that message waits for.
+            self._unedited.add(ref)
         self._ids[ref] = self._send_message(final, Priority.REQUIRED, closes=True, feedback=flag)
         self._replaced.add(ref)
 

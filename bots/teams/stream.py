@@ -20,17 +20,29 @@ How this sink maps the pacer's calls (core.sinks.ReplySink) onto that:
   sources as the paced sink renders them and the feedback buttons on a complete answer.
 - Near the cap (:data:`STREAM_TIME_CAP_SECONDS` after the informative update, by the injectable
   clock) the sink ends the stream itself with a final holding the text so far, and goes on by
-  editing that message (``updateActivity``), as the paced sink does. A refused chunk (403 at
-  the cap or after Stop, any other 4xx) ends the stream the same way. The person keeps ONE
-  message that ends as the whole answer: Teams keeps a stream's text as a message when the
-  stream ends early, and the final or the edits replace that text. If that message cannot be
-  edited (404), the paced sink posts the answer as a new message (its usual rule).
-- A refused final (the stream closed at the cap just before it) is delivered by editing the
+  editing that message (``updateActivity``), as the paced sink does. A chunk refused near the
+  cap (403 ``ContentStreamNotAllowed``) or for another reason (any other 4xx) ends the stream
+  the same way. The person keeps ONE message that ends as the whole answer: Teams keeps a
+  stream's text as a message when the stream ends early, and the final or the edits replace
+  that text. If that message cannot be edited (404), the paced sink posts the answer as a new
+  message (its usual rule).
+- A final refused near the cap (the stream closed just before it) is delivered by editing the
   stream's message, and as a new message if that fails too.
+- **Stop.** Teams answers 403 ``ContentStreamNotAllowed`` both at its cap and after the person
+  pressed Stop. The same answer well before the cap (sooner than :data:`STOP_MARGIN_SECONDS`
+  before :data:`STREAM_TIME_CAP_SECONDS`, by the injectable clock, so it cannot be Teams' 120 s)
+  is the person's Stop: the reply ends with what the stream shows. The sink sends nothing more
+  for it (no chunk, no final, no edit, no continuation message); the pacer's later calls succeed
+  as no-ops, and :attr:`TeamsStreamSink.stopped_by_person` records it. The pacer cannot tell,
+  so its Reply still says complete and the model's whole answer goes into the history (the next
+  question sees it, although the person saw only the part before Stop); :meth:`message_id`
+  names no message for a stopped reply, so no answer is remembered for feedback (the message
+  carries no feedback buttons: those come only with a final).
 - Refusal at the start (400/405, or 403 ``ContentStreamNotAllowed`` on the informative update)
   switches this reply to the paced path (a typing indicator, one message, edits), and
-  :class:`StreamSupport` remembers the refusal for the tenant and bot for
-  :data:`REFUSAL_TTL_SECONDS`, so later replies go straight to the paced path until it lapses.
+  :attr:`StreamSupport.refusals` (a :class:`~core.refusals.RefusalMemory`, key
+  ``"tenant:bot"``) remembers the refusal for :data:`REFUSAL_TTL_SECONDS`, so later replies go
+  straight to the paced path until it lapses.
 - Other failures keep their meaning: 429 and 412/5xx are :class:`RateLimited` for the pacer
   (an intermediate chunk is skipped, a final waits), 413 is :class:`MessageTooLong`.
 - A second message (an answer longer than one Teams message) ends the stream with the first
@@ -40,10 +52,10 @@ How this sink maps the pacer's calls (core.sinks.ReplySink) onto that:
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from botbuilder.schema import Activity, ActivityTypes, ConversationReference, Entity
@@ -54,12 +66,14 @@ from core.budget import Priority
 from core.domain import Reply
 from core.errors import BudgetSpent
 from core.pacer import PLACEHOLDER
+from core.refusals import RefusalMemory
 
 log = logging.getLogger(__name__)
 
 INFORMATIVE_TEXT = "Thinking…"
 STREAM_MIN_GAP_SECONDS = 1.0  # Teams throttles streaming requests to about one a second
 STREAM_TIME_CAP_SECONDS = 110.0  # Teams ends a stream 120 s after it began: stop before
+STOP_MARGIN_SECONDS = 10.0  # a 403 sooner than this before our cap is the person's Stop
 REFUSAL_TTL_SECONDS = 3600.0  # how long a tenant's refusal of streaming is remembered
 STREAM_NOT_ALLOWED = "ContentStreamNotAllowed"
 _STREAM_REF = "stream"
@@ -85,42 +99,26 @@ class StreamInfo(Entity):  # type: ignore[misc]  # botbuilder ships no types
         self.stream_id = stream_id
 
 
+def _refusal_memory() -> RefusalMemory:
+    return RefusalMemory(feature="teams native streaming", memory=REFUSAL_TTL_SECONDS)
+
+
+@dataclass(frozen=True)
 class StreamSupport:
-    """Per process: whether streaming is on, its timing, and which tenants' bots refused it
-    lately (so that their replies skip the refused attempt until ``ttl`` has passed)."""
+    """Per process: whether personal chats stream, Teams' pace and cap as the sink keeps them
+    (read by ``clock``), and which tenants' bots refused streaming lately (``refusals``, keyed
+    by :func:`refusal_key`), so that their replies skip the refused attempt for a while."""
 
-    def __init__(
-        self,
-        *,
-        enabled: bool = True,
-        ttl: float = REFUSAL_TTL_SECONDS,
-        time_cap: float = STREAM_TIME_CAP_SECONDS,
-        min_gap: float = STREAM_MIN_GAP_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.enabled = enabled
-        self.ttl = ttl
-        self.time_cap = time_cap
-        self.min_gap = min_gap
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._refused: dict[tuple[str, str], float] = {}  # (tenant, bot) → refused until
+    enabled: bool = True
+    refusals: RefusalMemory = field(default_factory=_refusal_memory)
+    time_cap: float = STREAM_TIME_CAP_SECONDS
+    min_gap: float = STREAM_MIN_GAP_SECONDS
+    clock: Callable[[], float] = time.monotonic
 
-    def allowed(self, tenant: str, bot: str) -> bool:
-        if not self.enabled:
-            return False
-        with self._lock:
-            until = self._refused.get((tenant, bot))
-            if until is None:
-                return True
-            if self.clock() >= until:
-                del self._refused[(tenant, bot)]
-                return True
-            return False
 
-    def refused(self, tenant: str, bot: str) -> None:
-        with self._lock:
-            self._refused[(tenant, bot)] = self.clock() + self.ttl
+def refusal_key(tenant: str, bot: str) -> str:
+    """The place a refusal of streaming is remembered for: a tenant's bot."""
+    return f"{tenant}:{bot}"
 
 
 def refuses_streaming(exc: ConnectorRefused) -> bool:
@@ -153,8 +151,8 @@ class TeamsStreamSink:
         self._budget = limits.budget
         conversation = reference.conversation
         self._scope = limits.conversation(conversation.id if conversation else "")
-        self._tenant = str(getattr(conversation, "tenant_id", None) or "")
-        self._bot = str(reference.bot.id if reference.bot else "")
+        tenant = str(getattr(conversation, "tenant_id", None) or "")
+        self._place = refusal_key(tenant, str(reference.bot.id if reference.bot else ""))
         self._holder = uuid.uuid4().hex
         self._opened = False
         # Paced messages: the fallback, continuation messages, and the stream's message once
@@ -173,14 +171,20 @@ class TeamsStreamSink:
         self._last_request = float("-inf")
         self._shown = ""  # the text the stream shows
         self._edit_ref: str | None = None  # the stream's message, continued by edits
+        self.stopped_by_person = False  # the person pressed Stop: nothing more is sent
 
     # -- ReplySink ----------------------------------------------------------------------------
 
     def post(self, text: str) -> str:
+        if self.stopped_by_person:
+            return _STREAM_REF
         if self._streaming:  # a continuation message: the stream ends with the part it shows
             self._end_stream(self._shown)
+            if self.stopped_by_person:
+                return _STREAM_REF
             return self._paced.post(text)
-        if self._stream_id is not None or not self._support.allowed(self._tenant, self._bot):
+        streams = self._support.enabled and self._support.refusals.allowed(self._place)
+        if self._stream_id is not None or not streams:
             return self._paced.post(text)
         if not self._opened:
             self._opened = True
@@ -203,11 +207,8 @@ class TeamsStreamSink:
         except ConnectorRefused as exc:
             if not refuses_streaming(exc):
                 raise
-            log.warning(
-                "teams refused streaming; answering with paced edits",
-                extra={"status": exc.status, "code": exc.code},
-            )
-            self._support.refused(self._tenant, self._bot)
+            # Logged there (a warning naming the status and code); this reply goes paced.
+            self._support.refusals.refuse(self._place, f"{exc.status} {exc.code or ''}".strip())
             self._stream_id = ""  # never again in this reply
             return self._paced.post(text)
         if not stream_id:  # a channel that takes streaming requests but names no stream
@@ -222,6 +223,8 @@ class TeamsStreamSink:
         return _STREAM_REF
 
     def update(self, ref: str, text: str) -> None:
+        if self.stopped_by_person:
+            return
         if ref != _STREAM_REF:
             self._paced.update(ref, text)
             return
@@ -238,6 +241,8 @@ class TeamsStreamSink:
         try:
             self._send_stream(ActivityTypes.typing, text, "streaming")
         except ConnectorRefused as exc:
+            if self._stopped(exc):
+                return
             log.warning(
                 "teams refused a streaming chunk; going on with edits",
                 extra={"status": exc.status, "code": exc.code},
@@ -246,6 +251,8 @@ class TeamsStreamSink:
             self._continue_by_edits(text)
 
     def finish(self, ref: str, text: str, reply: Reply) -> None:
+        if self.stopped_by_person:
+            return
         if ref != _STREAM_REF:
             self._paced.finish(ref, text, reply)
             return
@@ -258,6 +265,8 @@ class TeamsStreamSink:
         try:
             self._send_final(final, feedback=flag)
         except ConnectorRefused as exc:
+            if self._stopped(exc):
+                return
             log.warning(
                 "teams refused the stream's final; editing its message instead",
                 extra={"status": exc.status, "code": exc.code},
@@ -272,6 +281,8 @@ class TeamsStreamSink:
             self._budget.close(self._scope, self._holder)
 
     def message_id(self, ref: str) -> str | None:
+        if self.stopped_by_person:
+            return None  # no final, no feedback buttons: no answer to remember under it
         if ref != _STREAM_REF:
             return self._paced.message_id(ref)
         if self._edit_ref is not None:
@@ -291,6 +302,8 @@ class TeamsStreamSink:
         try:
             self._send_final(text, feedback=False)
         except ConnectorRefused as exc:  # the stream was closed already: its text remains
+            if self._stopped(exc):
+                return
             log.warning(
                 "teams stream already closed; editing its message",
                 extra={"status": exc.status, "code": exc.code},
@@ -300,6 +313,23 @@ class TeamsStreamSink:
             return
         self._edit_ref = self._paced.adopt(self._stream_id or "")
         self._paced.note_shown(self._edit_ref, text)
+
+    def _stopped(self, exc: ConnectorRefused) -> bool:
+        """Whether a refusal on the open stream is the person's Stop: 403
+        ``ContentStreamNotAllowed`` well before the time cap (so not Teams' cap). If so, the
+        reply ends here with what the stream shows."""
+        if exc.status != 403 or exc.code != STREAM_NOT_ALLOWED:
+            return False
+        age = self._support.clock() - self._started
+        if age >= self._support.time_cap - STOP_MARGIN_SECONDS:
+            return False
+        self._streaming = False
+        self.stopped_by_person = True
+        log.info(
+            "teams stream stopped by the person; the reply ends with what it shows",
+            extra={"stream_age": round(age, 1), "shown_chars": len(self._shown)},
+        )
+        return True
 
     def _continue_by_edits(self, text: str) -> None:
         self._edit_ref = self._paced.adopt(self._stream_id or "")

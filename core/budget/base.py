@@ -19,6 +19,12 @@ pressure, since the next one shows newer text anyway. So:
   open replies that show none yet): a reply *opens* on a scope when it starts (its placeholder
   is up) and closes with its final.
 
+Where a scope is scarce enough that finals could queue for minutes (Slack's ``chat.stopStream``,
+about 20 a minute per workspace), a reply is *admitted* instead of simply opened
+(:func:`admit_reply`): only if its final fits now beside the final of every reply already open
+there and every required call waiting. A refused reply takes another way (for Slack: the paced
+path), so no admitted final ever waits for a slot a window cannot give.
+
 The decision is one pure function over a small state (:func:`decide`), so the in-process budget
 (:mod:`core.budget.local`) and the one shared by every container through DynamoDB
 (:mod:`core.budget.dynamodb`) behave the same, and a fake clock can prove its invariants.
@@ -107,6 +113,11 @@ class RateBudget(Protocol):
 
     def close(self, scope: Scope, holder: str) -> None:
         """The reply ended without a final on this scope (it gave up, or moved on)."""
+        ...
+
+    def admit(self, scope: Scope, holder: str) -> bool:
+        """Open ``holder`` on ``scope`` only if its final fits now beside every open reply's
+        final and every waiting required call (:func:`admit_reply`); False changes nothing."""
         ...
 
 
@@ -202,6 +213,21 @@ def open_reply(state: WindowState, scope: Scope, now: float, holder: str, ttl: f
     prune(state, scope, now)
     shown = state.open.get(holder, (0.0, False))[1]
     state.open[holder] = (now + ttl, shown)
+
+
+def admit_reply(state: WindowState, scope: Scope, now: float, holder: str, ttl: float) -> bool:
+    """Open ``holder`` on ``scope`` if the window has a free slot now for its final, beyond one
+    for each other open reply's final and each required call waiting; else change nothing.
+
+    So the replies open on a scope never need more finals than the window can take at once, and
+    no admitted final has to wait (unless calls made outside admission took its slot)."""
+    prune(state, scope, now)
+    others = sum(1 for h in state.open if h != holder)
+    waiting = sum(1 for h in state.waiting if h != holder)
+    if free_slots(state, scope, now) < 1 + others + waiting:
+        return False
+    open_reply(state, scope, now, holder, ttl)
+    return True
 
 
 def close_reply(state: WindowState, scope: Scope, now: float, holder: str) -> None:

@@ -34,6 +34,7 @@ from core.budget.base import (
     Priority,
     Scope,
     WindowState,
+    admit_reply,
     close_reply,
     decide,
     open_reply,
@@ -107,6 +108,21 @@ class DynamoDbRateBudget:
             self._fallback.close(scope, holder)
             with self._lock:
                 self._pending_closes.setdefault(scope.key, set()).add(holder)
+
+    def admit(self, scope: Scope, holder: str) -> bool:
+        """Admitted only on a write that landed; a lost race (contention) is a refusal, which
+        the caller survives (a refused reply takes another way)."""
+        admitted = False
+
+        def change(state: WindowState, now: float) -> float:
+            nonlocal admitted
+            admitted = admit_reply(state, scope, now, holder, self._reply_ttl)
+            return 0.0 if admitted else 1.0
+
+        result = self._shared(scope, change)
+        if result is None:
+            return self._fallback.admit(scope, holder)
+        return result == 0.0 and admitted
 
     def _shared(
         self,

@@ -15,6 +15,7 @@ from core.budget.base import (
     Priority,
     Scope,
     WindowState,
+    admit_reply,
     close_reply,
     decide,
     open_reply,
@@ -48,6 +49,11 @@ class LocalRateBudget:
     def close(self, scope: Scope, holder: str) -> None:
         with self._lock:
             close_reply(self._state(scope), scope, self._clock(), holder)
+
+    def admit(self, scope: Scope, holder: str) -> bool:
+        with self._lock:
+            state = self._state(scope)
+            return admit_reply(state, scope, self._clock(), holder, self._reply_ttl)
 
     def recent_stamps(self, scope: Scope) -> list[float]:
         """The calls counted here in ``scope``'s windows (for the shared budget to carry over)."""

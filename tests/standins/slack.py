@@ -14,12 +14,14 @@ Behind it sits a small in-memory workspace: channels holding messages (threads v
 Native streaming is modelled as Slack documents it: ``chat.startStream`` (needs ``thread_ts``;
 outside a DM also ``recipient_team_id`` and ``recipient_user_id``, else ``invalid_arguments``),
 ``chat.appendStream`` (``markdown_text`` at most 12,000 characters) and ``chat.stopStream``
-(optional ``markdown_text`` and ``blocks``). The streamed message is an ordinary bot message
-whose text is everything streamed so far (also as its first, ``markdown``, block); blocks given
-to ``chat.stopStream`` follow that block. A stream that was stopped, or expired
-(:attr:`SlackStandIn.stream_ttl` seconds of :attr:`SlackStandIn.clock` without a call, or
-:meth:`SlackStandIn.expire_streams`), answers ``message_not_in_streaming_state``. A workspace
-without streaming (:attr:`SlackStandIn.streaming_enabled` ``False``) answers
+(optional ``markdown_text`` and ``blocks``); one streamed message holds at most 12,000
+characters of markdown across the three (more answers ``msg_too_long``). The streamed message is
+an ordinary bot message whose text is everything streamed so far (also as its first,
+``markdown``, block); blocks given to ``chat.stopStream`` follow that block. A stream that was
+stopped, or expired (:attr:`SlackStandIn.stream_ttl` seconds of :attr:`SlackStandIn.clock`
+without a call, or :meth:`SlackStandIn.expire_streams`), answers
+``message_not_in_streaming_state``. A workspace without streaming
+(:attr:`SlackStandIn.streaming_enabled` ``False``) answers
 :attr:`SlackStandIn.streaming_refusal` to ``chat.startStream``. ``assistant.threads.setStatus``
 keeps the last status per thread (:meth:`SlackStandIn.status`); like Slack, a bot message in the
 thread clears it.
@@ -27,8 +29,14 @@ thread clears it.
 Like Slack, every answer is HTTP 200 with ``{"ok": false, "error": ...}`` on failure, except
 scripted failures with another status (:meth:`SlackStandIn.fail_next`): a 429 carries
 ``Retry-After`` (1 unless told). Slack's documented size limits are enforced (``text`` 40,000
-characters, 50 blocks, 3,000 per section text, 12,000 across markdown blocks), and
+characters, 50 blocks, 3,000 per section text, 12,000 across markdown blocks, and the shape of a
+``context_actions`` block's ``feedback_buttons``: ``invalid_blocks`` otherwise), and
 :attr:`SlackStandIn.max_text_chars` lowers the text limit to what Slack has been seen to enforce.
+
+Connection trouble is scripted too: :meth:`SlackStandIn.drop_answer` carries out the next call to
+a method and then closes the connection without answering (did it land? the client cannot know),
+and :meth:`SlackStandIn.fail_until` refuses every call to a method until another method has
+been answered (a rate limit that lasts until the caller gives up and posts anew).
 
 Every API call is recorded (:attr:`SlackStandIn.calls`), parameters merged from the query string
 and the form or JSON body, with JSON-encoded form fields (``blocks``, ``attachments``,
@@ -39,7 +47,10 @@ Slack's rate tiers for the reply methods are enforced on request
 ``update_per_minute`` accepted calls in any sliding 60-second window for the workspace (Tier 3),
 ``chat.postMessage`` a token bucket per channel (about one a second, short bursts allowed; a
 ``chat.startStream`` takes from the same bucket, as it posts a message), ``chat.appendStream`` at
-most ``append_per_minute`` in any 60 seconds for the workspace (Tier 4). A call over its limit
+most ``append_per_minute`` in any 60 seconds for the workspace (Tier 4), ``chat.stopStream`` at
+most ``stop_per_minute`` (Tier 2) and ``chat.startStream`` also at most ``start_per_minute`` in
+any 60 seconds for the workspace (Slack publishes no tier for it: Tier 2 assumed). A call over
+its limit
 is refused at arrival with HTTP 429, ``{"ok": false, "error": "ratelimited"}`` and
 ``Retry-After`` in whole seconds; refused calls do not count toward the limit, are recorded with
 status 429 and counted in :attr:`SlackStandIn.rate_limited`.
@@ -122,6 +133,8 @@ class RateLimits:
     post_per_second: float = 1.0  # chat.postMessage refill, per channel
     post_burst: int = 3  # chat.postMessage bucket capacity, per channel
     append_per_minute: int = 100  # chat.appendStream, Tier 4, per workspace (sliding 60 s)
+    stop_per_minute: int = 20  # chat.stopStream, Tier 2, per workspace (sliding 60 s)
+    start_per_minute: int = 20  # chat.startStream, Tier 2 assumed, per workspace (sliding 60 s)
 
 
 @dataclass(frozen=True)
@@ -150,6 +163,7 @@ class _Stream:
     channel: str
     last_at: float
     open: bool = True
+    chars: int = 0  # markdown streamed so far (Slack: at most 12,000 per message)
 
 
 @dataclass
@@ -199,6 +213,9 @@ class _Handler(TrackingHandler):
                 traceback.print_exc()
                 standin.internal_errors.append(f"{method}: {exc!r}")
                 status, body, extra_headers = 500, {"ok": False, "error": "standin_bug"}, {}
+            if standin._take_drop(method):
+                self.close_connection = True  # carried out, never answered
+                return
             self._send(status, json.dumps(body).encode("utf-8"), "application/json", extra_headers)
         elif path.startswith("/commands/") and self.command == "POST":
             # A slash command's response_url (Slack's hooks.slack.com): kept as an ephemeral
@@ -320,6 +337,44 @@ def _block_texts(blocks: list[Any]) -> Iterator[tuple[str, str]]:
                     yield kind, str(item.get("text", ""))
 
 
+def _context_actions_problem(block: dict[str, Any]) -> str | None:
+    """What Slack would refuse in a ``context_actions`` block (its documented fields: 1 to 5
+    ``feedback_buttons`` or ``icon_button`` elements; a feedback button has ``plain_text`` text
+    of at most 75 characters and a ``value`` of at most 2,000), or None."""
+    elements = block.get("elements")
+    if not isinstance(elements, list) or not 1 <= len(elements) <= 5:
+        return "context_actions needs 1 to 5 elements"
+    for element in elements:
+        kind = element.get("type") if isinstance(element, dict) else None
+        if kind == "icon_button":
+            continue
+        if kind != "feedback_buttons":
+            return f"context_actions cannot hold {kind!r}"
+        assert isinstance(element, dict)
+        action_id = element.get("action_id")
+        if action_id is not None and not (isinstance(action_id, str) and 0 < len(action_id) <= 255):
+            return "feedback_buttons action_id must be 1 to 255 characters"
+        for side in ("positive_button", "negative_button"):
+            button = element.get(side)
+            if not isinstance(button, dict):
+                return f"feedback_buttons needs {side}"
+            text = button.get("text")
+            if not (
+                isinstance(text, dict)
+                and text.get("type") == "plain_text"
+                and isinstance(text.get("text"), str)
+                and 0 < len(text["text"]) <= 75
+            ):
+                return f"{side}.text must be plain_text of 1 to 75 characters"
+            value = button.get("value")
+            if not (isinstance(value, str) and 0 < len(value) <= 2000):
+                return f"{side}.value must be 1 to 2000 characters"
+            label = button.get("accessibility_label")
+            if label is not None and not (isinstance(label, str) and len(label) <= 75):
+                return f"{side}.accessibility_label must be at most 75 characters"
+    return None
+
+
 class _BurstServer(LoopbackServer):
     # Many replies call at once under load; the default listen queue (5) would drop their
     # connections and delay them by a SYN retransmit, which real Slack does not do.
@@ -373,6 +428,8 @@ class SlackStandIn(LoopbackHttpService):
         self._files: dict[str, _File] = {}
         self._ephemeral: list[dict[str, Any]] = []
         self._failures: dict[str, deque[_Failure]] = {}
+        self._failing_until: dict[str, tuple[str, _Failure]] = {}  # see fail_until()
+        self._drops: Counter[str] = Counter()  # see drop_answer()
         self._latency: dict[str, float] = {}
         self._extra_methods: dict[str, MethodHandler] = {}
         self._calls: list[SlackCall] = []
@@ -387,6 +444,8 @@ class SlackStandIn(LoopbackHttpService):
         self._rate_limits: RateLimits | None = None
         self._update_window: deque[float] = deque()  # arrival of each accepted chat.update
         self._append_window: deque[float] = deque()  # ... and of each chat.appendStream
+        self._stop_window: deque[float] = deque()  # ... of each chat.stopStream
+        self._start_window: deque[float] = deque()  # ... of each chat.startStream
         # Native streaming (see the module docstring).
         self.streaming_enabled = True
         self.streaming_refusal = "feature_not_enabled"
@@ -568,6 +627,33 @@ class SlackStandIn(LoopbackHttpService):
             queue = self._failures.setdefault(method, deque())
             queue.extend(_Failure(error, status, retry_after) for _ in range(times))
 
+    def fail_until(
+        self,
+        method: str,
+        *,
+        until: str,
+        error: str = "ratelimited",
+        status: int = 429,
+        retry_after: int | None = 1,
+    ) -> None:
+        """Every call to ``method`` answers ``{"ok": false, "error": error}`` (HTTP ``status``,
+        ``Retry-After`` for a 429) until a call to ``until`` has been answered ok."""
+        with self._lock:
+            self._failing_until[method] = (until, _Failure(error, status, retry_after))
+
+    def drop_answer(self, method: str, times: int = 1) -> None:
+        """The next ``times`` calls to ``method`` are carried out, then their connection is
+        closed without an answer (the client sees the server disconnect)."""
+        with self._lock:
+            self._drops[method] += times
+
+    def _take_drop(self, method: str) -> bool:
+        with self._lock:
+            if self._drops[method] > 0:
+                self._drops[method] -= 1
+                return True
+            return False
+
     def pending_failures(self, method: str) -> int:
         with self._lock:
             return len(self._failures.get(method, ()))
@@ -578,28 +664,43 @@ class SlackStandIn(LoopbackHttpService):
         post_per_second: float = 1.0,
         post_burst: int = 3,
         append_per_minute: int = 100,
+        stop_per_minute: int = 20,
+        start_per_minute: int = 20,
     ) -> RateLimits:
         """Refuse calls over Slack's rate tiers with 429 (see the module docstring), starting
         with empty windows and full buckets; call again to change the limits (and reset)."""
         if update_per_minute < 1 or post_per_second <= 0 or post_burst < 1:
             raise ValueError("rate limits must be positive")
-        if append_per_minute < 1:
+        if min(append_per_minute, stop_per_minute, start_per_minute) < 1:
             raise ValueError("rate limits must be positive")
-        limits = RateLimits(update_per_minute, post_per_second, post_burst, append_per_minute)
+        limits = RateLimits(
+            update_per_minute,
+            post_per_second,
+            post_burst,
+            append_per_minute,
+            stop_per_minute,
+            start_per_minute,
+        )
         with self._lock:
             self._rate_limits = limits
-            self._update_window.clear()
-            self._append_window.clear()
-            self._post_buckets.clear()
+            self._clear_rate_windows()
         return limits
 
     def disable_rate_limits(self) -> None:
         """Stop refusing calls over the rate tiers (the default)."""
         with self._lock:
             self._rate_limits = None
-            self._update_window.clear()
-            self._append_window.clear()
-            self._post_buckets.clear()
+            self._clear_rate_windows()
+
+    def _clear_rate_windows(self) -> None:
+        for window in (
+            self._update_window,
+            self._append_window,
+            self._stop_window,
+            self._start_window,
+        ):
+            window.clear()
+        self._post_buckets.clear()
 
     def delete_message(self, channel: str, ts: str) -> None:
         """Remove a message as a person deleting it would (a later edit: ``message_not_found``)."""
@@ -723,6 +824,8 @@ class SlackStandIn(LoopbackHttpService):
         with self._lock:
             queue = self._failures.get(method) if retry_after is None else None
             failure = queue.popleft() if queue else None
+            if failure is None and retry_after is None and method in self._failing_until:
+                failure = self._failing_until[method][1]
             body: dict[str, Any]
             if retry_after is not None:
                 status = 429
@@ -736,6 +839,10 @@ class SlackStandIn(LoopbackHttpService):
                     extra_headers["Retry-After"] = str(failure.retry_after)
             else:
                 body = self._answer(method, params, headers)
+                if body.get("ok"):
+                    for failing, (until, _) in list(self._failing_until.items()):
+                        if until == method:
+                            del self._failing_until[failing]
             recorded = {
                 k: copy.deepcopy(v) for k, v in params.items() if not isinstance(v, SlackApiFailure)
             }
@@ -750,16 +857,20 @@ class SlackStandIn(LoopbackHttpService):
         if limits is None:
             return None
         now = self.clock()
-        if method in ("chat.update", "chat.appendStream"):
-            update = method == "chat.update"
-            window = self._update_window if update else self._append_window
-            per_minute = limits.update_per_minute if update else limits.append_per_minute
+        windows = {
+            "chat.update": (self._update_window, limits.update_per_minute),
+            "chat.appendStream": (self._append_window, limits.append_per_minute),
+            "chat.stopStream": (self._stop_window, limits.stop_per_minute),
+            "chat.startStream": (self._start_window, limits.start_per_minute),
+        }
+        counted = windows.get(method)
+        if counted is not None:
+            window, per_minute = counted
             while window and window[0] <= now - _UPDATE_WINDOW_SECONDS:
                 window.popleft()
             if len(window) >= per_minute:
                 return _whole_seconds(window[0] + _UPDATE_WINDOW_SECONDS - now)
-            window.append(now)
-        elif method in ("chat.postMessage", "chat.startStream"):
+        if method in ("chat.postMessage", "chat.startStream"):
             channel = str(params.get("channel") or "")
             tokens, last = self._post_buckets.get(channel, (float(limits.post_burst), now))
             tokens = min(float(limits.post_burst), tokens + (now - last) * limits.post_per_second)
@@ -767,6 +878,8 @@ class SlackStandIn(LoopbackHttpService):
                 self._post_buckets[channel] = (tokens, now)
                 return _whole_seconds((1.0 - tokens) / limits.post_per_second)
             self._post_buckets[channel] = (tokens - 1.0, now)
+        if counted is not None:
+            counted[0].append(now)  # accepted: it counts toward its tier
         return None
 
     def _answer(self, method: str, params: Params, headers: dict[str, str]) -> dict[str, Any]:
@@ -876,6 +989,13 @@ class SlackStandIn(LoopbackHttpService):
                 "invalid_blocks",
                 response_metadata={"messages": ["[ERROR] no more than 50 items allowed"]},
             )
+        for block in blocks:
+            if isinstance(block, dict) and block.get("type") == "context_actions":
+                problem = _context_actions_problem(block)
+                if problem:
+                    raise SlackApiFailure(
+                        "invalid_blocks", response_metadata={"messages": [f"[ERROR] {problem}"]}
+                    )
         markdown_total = 0
         for kind, block_text in _block_texts(blocks):
             if self.max_text_chars is not None and len(block_text) > self.max_text_chars:
@@ -1000,6 +1120,12 @@ class SlackStandIn(LoopbackHttpService):
         return str(text)
 
     @staticmethod
+    def _count_streamed(stream: _Stream, text: str) -> None:
+        if stream.chars + len(text) > MARKDOWN_BLOCKS_LIMIT:
+            raise SlackApiFailure("msg_too_long")
+        stream.chars += len(text)
+
+    @staticmethod
     def _show_streamed(msg: dict[str, Any], text: str) -> None:
         msg["text"] = text
         msg["blocks"] = [{"type": "markdown", "text": text}]
@@ -1018,12 +1144,13 @@ class SlackStandIn(LoopbackHttpService):
         msg = self._bot_message({}, new_ts())
         self._show_streamed(msg, text)
         self._store(channel, msg, thread_ts)
-        self._streams[(channel.id, msg["ts"])] = _Stream(channel.id, self.clock())
+        self._streams[(channel.id, msg["ts"])] = _Stream(channel.id, self.clock(), chars=len(text))
         return {"channel": channel.id, "ts": msg["ts"]}
 
     def _m_chat_appendStream(self, params: Params) -> dict[str, Any]:
         channel, msg, stream = self._open_stream(params)
         text = self._markdown(params, required=True)
+        self._count_streamed(stream, text)
         self._show_streamed(msg, msg["text"] + text)
         stream.last_at = self.clock()
         return {"channel": channel.id, "ts": msg["ts"]}
@@ -1034,6 +1161,7 @@ class SlackStandIn(LoopbackHttpService):
         blocks = params.get("blocks")
         if blocks is not None:
             self._check_content({"blocks": blocks}, required=False)
+        self._count_streamed(stream, text)
         self._show_streamed(msg, msg["text"] + text)
         if blocks:
             msg["blocks"] = msg["blocks"] + list(blocks)

@@ -32,6 +32,9 @@ message), and keeps it when the stream ends otherwise. Streaming is for personal
 ``ContentStreamNotAllowed`` and is over (its message stays); a request on a finished stream
 answers 403 ``ContentStreamNotAllowed`` too; :attr:`ConnectorStandIn.stream_min_gap` (off by
 default) answers 429 with ``Retry-After`` to a stream's requests closer together than that.
+:meth:`ConnectorStandIn.press_stop` is the person pressing Stop: the stream is over (its message
+keeps the text streamed so far) and its next requests answer 403 ``ContentStreamNotAllowed``,
+as Teams does.
 :attr:`ConnectorStandIn.streams` records each stream.
 
 :class:`TokenIssuer` plays the Bot Framework's token service for INBOUND requests: an RSA key
@@ -321,11 +324,12 @@ class Stream:
     informative: list[str] = field(default_factory=list)
     chunks: int = 0
     final: dict[str, Any] | None = None  # the final activity, once accepted
-    over: str = ""  # why the stream ended without a final ("time cap"), if it did
+    over: str = ""  # why the stream ended without a final ("time cap", "stopped"), if it did
     last_request: float = 0.0
 
 
 STREAM_TIMED_OUT = "Content stream finished due to exceeded streaming time."
+STREAM_CANCELLED = "Content stream was cancelled by user."
 
 
 def stream_info(activity: dict[str, Any]) -> dict[str, Any] | None:
@@ -436,6 +440,21 @@ class ConnectorStandIn(LoopbackHttpService):
         after = None if retry_after is None else str(retry_after)
         with self._lock:
             self._failures.append(_Failure(op, status, after, times, when, code, message))
+
+    def press_stop(self, conversation_id: str) -> str:
+        """The person presses Stop on the conversation's open stream; returns its id."""
+        with self._changed:
+            (stream,) = [
+                s
+                for s in self._streams.values()
+                if s.conversation_id == conversation_id and s.final is None and not s.over
+            ]
+            stream.over = "stopped"
+            shown = self._messages.get(stream.id)
+            if shown is not None:
+                shown["streaming"] = False
+            self._changed.notify_all()
+            return stream.id
 
     # reading
 
@@ -605,6 +624,8 @@ class ConnectorStandIn(LoopbackHttpService):
         stream = self._streams.get(str(stream_id))
         if stream is None or stream.conversation_id != conversation_id:
             return _bad("unknown stream")
+        if stream.over == "stopped":
+            return 403, _not_allowed(STREAM_CANCELLED), {}
         if stream.final is not None or stream.over:
             return 403, _not_allowed("Content stream is not allowed on a finished stream."), {}
         if now - stream.started > self.stream_cap_seconds:

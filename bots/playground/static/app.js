@@ -17,7 +17,30 @@ import {
   renderUsageRow,
 } from "./render.js";
 
-const token = new URLSearchParams(location.search).get("token") || "";
+const token = readToken();
+
+/**
+ * The token from the address `chatbot serve` printed, taken out of the address bar (and so
+ * out of the history, bookmarks and screen shares) and kept in this tab's sessionStorage, so
+ * that a reload still works.
+ */
+function readToken() {
+  const params = new URLSearchParams(location.search);
+  const given = params.get("token");
+  let kept = "";
+  try {
+    if (given) sessionStorage.setItem("playground-token", given);
+    kept = sessionStorage.getItem("playground-token") || "";
+  } catch {
+    kept = ""; // storage off: this page load still has the token from its address
+  }
+  if (given !== null) {
+    params.delete("token");
+    const rest = params.toString();
+    history.replaceState(history.state, "", `${location.pathname}${rest ? `?${rest}` : ""}${location.hash}`);
+  }
+  return given || kept;
+}
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -80,9 +103,11 @@ async function api(path, body) {
 let source = null;
 let retryDelay = 1000;
 let retryTimer = null;
+let evicted = false; // another tab took this one's place: no reconnecting
 
 function connect() {
   clearTimeout(retryTimer);
+  if (evicted) return;
   if (source) source.close();
   source = new EventSource(`/playground/events?token=${encodeURIComponent(token)}`);
   source.onmessage = (event) => {
@@ -99,10 +124,21 @@ function connect() {
       if (change.resync) void resync();
       return;
     }
+    if (change.type === "evicted") {
+      // The server keeps a few live streams; reconnecting would only evict another tab.
+      evicted = true;
+      source.close();
+      clearTimeout(retryTimer);
+      setConnection(
+        "This tab was disconnected because another tab opened the playground; reload to reconnect.",
+      );
+      return;
+    }
     if (resyncing) pending.push([seq, change]);
     else applyChange(change, seq);
   };
   source.onerror = () => {
+    if (evicted) return;
     setConnection("Reconnecting to the playground server…");
     // While the server is away the browser retries by itself (each retry resumes after the
     // last event it saw); if it gave up (the server answered an error), we retry.
@@ -112,6 +148,7 @@ function connect() {
 
 function scheduleReconnect() {
   clearTimeout(retryTimer);
+  if (evicted) return;
   retryTimer = setTimeout(async () => {
     try {
       await api("/playground/state"); // says why not, e.g. a server restarted with a new token
@@ -719,6 +756,7 @@ function wireComposer(form, textArea, errorEl, send) {
 function init() {
   if (!token) {
     setConnection("This page needs the address `chatbot serve` printed (it ends in ?token=…).");
+    return;
   }
   wireComposer($("composer"), $("composer-text"), $("composer-error"), (text) =>
     sendSlack(state.channel, null, text, $("composer-error")),

@@ -28,50 +28,64 @@ function unescapeSlack(text) {
   return text.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
 }
 
-// Inline rules, tried at each position in order; the earliest match wins, ties go to the
-// first rule. `inner: true` renders the captured text recursively.
+// Inline rules; the earliest match wins, ties go to the first rule. `inner: true` renders the
+// captured text recursively. Global regexes: each is searched from a position (lastIndex), on
+// the whole line, so a lookbehind sees the real character before that position.
 const MRKDWN_RULES = [
-  { re: /`([^`\n]+)`/, tag: "code" },
-  { re: /<([^<>\n]+)>/, angle: true },
-  { re: /\*([^*\n]+)\*/, tag: "strong", inner: true },
-  { re: /(?<![\w])_([^_\n]+)_(?![\w])/, tag: "em", inner: true },
-  { re: /~([^~\n]+)~/, tag: "del", inner: true },
+  { re: /`([^`\n]+)`/g, tag: "code" },
+  { re: /<([^<>\n]+)>/g, angle: true },
+  { re: /\*([^*\n]+)\*/g, tag: "strong", inner: true },
+  { re: /(?<![\w])_([^_\n]+)_(?![\w])/g, tag: "em", inner: true },
+  { re: /~([^~\n]+)~/g, tag: "del", inner: true },
 ];
 
 const MARKDOWN_RULES = [
-  { re: /`([^`\n]+)`/, tag: "code" },
-  { re: /\[([^\]\n]+)\]\(([^()\s]+)\)/, link: true },
-  { re: /\*\*([^\n]+?)\*\*/, tag: "strong", inner: true },
-  { re: /__([^\n]+?)__/, tag: "strong", inner: true },
-  { re: /\*([^*\n]+)\*/, tag: "em", inner: true },
-  { re: /(?<![\w])_([^_\n]+)_(?![\w])/, tag: "em", inner: true },
-  { re: /~~([^~\n]+)~~/, tag: "del", inner: true },
-  { re: /https?:\/\/[^\s<>()\]]+[^\s<>()\].,;:!?'"]/, bare: true },
+  { re: /`([^`\n]+)`/g, tag: "code" },
+  { re: /\[([^\]\n]+)\]\(([^()\s]+)\)/g, link: true },
+  { re: /\*\*([^\n]+?)\*\*/g, tag: "strong", inner: true },
+  { re: /__([^\n]+?)__/g, tag: "strong", inner: true },
+  { re: /\*([^*\n]+)\*/g, tag: "em", inner: true },
+  { re: /(?<![\w])_([^_\n]+)_(?![\w])/g, tag: "em", inner: true },
+  { re: /~~([^~\n]+)~~/g, tag: "del", inner: true },
+  { re: /https?:\/\/[^\s<>()\]]+[^\s<>()\].,;:!?'"]/g, bare: true },
 ];
 
+// Markup is looked for in the first this many characters of a line; the rest is plain text
+// (a pathological line costs bounded work).
+const MAX_INLINE_CHARS = 20000;
+
 /**
- * Inline markup of one line into `parent`.
+ * Inline markup of one line into `parent`, in one pass: each rule's next match is remembered
+ * and searched again only once the text before it was consumed, so a line costs about one
+ * scan per rule instead of one per rule and match.
  * @param {"mrkdwn"|"markdown"} dialect
  * @param {{names?: Record<string,string>}} ctx  user and channel ids → names for <@U…> mentions
  */
 export function renderInline(parent, text, dialect, ctx = {}) {
   const rules = dialect === "mrkdwn" ? MRKDWN_RULES : MARKDOWN_RULES;
-  let rest = text;
-  while (rest) {
-    let best = null;
-    for (const rule of rules) {
-      const m = rule.re.exec(rest);
-      if (m && (best === null || m.index < best.m.index)) best = { rule, m };
+  const line = text.length > MAX_INLINE_CHARS ? text.slice(0, MAX_INLINE_CHARS) : text;
+  const found = rules.map(() => undefined); // undefined: not searched yet; null: no more
+  let pos = 0;
+  while (pos < line.length) {
+    let best = -1;
+    for (let r = 0; r < rules.length; r += 1) {
+      let m = found[r];
+      if (m === undefined || (m !== null && m.index < pos)) {
+        const re = rules[r].re;
+        re.lastIndex = pos; // set before every search: nested calls share these regexes
+        m = re.exec(line);
+        found[r] = m;
+      }
+      if (m && (best < 0 || m.index < found[best].index)) best = r;
     }
-    if (best === null) {
-      appendText(parent, rest, dialect);
-      return;
-    }
-    const { rule, m } = best;
-    if (m.index > 0) appendText(parent, rest.slice(0, m.index), dialect);
-    parent.append(inlineNode(rule, m, dialect, ctx));
-    rest = rest.slice(m.index + m[0].length);
+    if (best < 0) break;
+    const m = found[best];
+    if (m.index > pos) appendText(parent, line.slice(pos, m.index), dialect);
+    parent.append(inlineNode(rules[best], m, dialect, ctx));
+    pos = m.index + m[0].length;
   }
+  if (pos < line.length) appendText(parent, line.slice(pos), dialect);
+  if (line.length < text.length) appendText(parent, text.slice(line.length), dialect);
 }
 
 function appendText(parent, text, dialect) {

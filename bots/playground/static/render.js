@@ -274,16 +274,6 @@ export function renderTeamsActivity(a, ctx) {
   if (a.streaming && a.stream_type !== "informative") appendCursor(body);
   main.append(body);
 
-  const citations = Array.isArray(a.citations) ? a.citations : [];
-  if (citations.length) {
-    const list = el("ol", "citations");
-    list.setAttribute("aria-label", "Citations");
-    for (const c of citations) {
-      const item = el("li", "", plain(c.title || c.name || c.abstract || ""));
-      list.append(item);
-    }
-    main.append(list);
-  }
   for (const attachment of a.attachments || []) {
     const card = attachmentNode(attachment);
     if (card) main.append(card);
