@@ -64,6 +64,7 @@ def build_harness(
     data: str = "data",
     *,
     model: ChatModel | None = None,
+    summary_model: ChatModel | None = None,
     **overrides: Any,
 ) -> Harness:
     settings = Settings(
@@ -88,7 +89,7 @@ def build_harness(
         model=model or scripted,
         retriever=knowledge.retriever,
     )
-    summarizer = Summarizer.from_settings(model or scripted, settings)
+    summarizer = Summarizer.from_settings(summary_model or model or scripted, settings)
     app = build_local_app(settings, assistant=assistant, knowledge=knowledge, summarizer=summarizer)
     server = LocalServer(("127.0.0.1", 0), app.routes)
     threading.Thread(target=server.serve_forever, daemon=True).start()

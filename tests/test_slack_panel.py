@@ -31,10 +31,13 @@ from bots.slack.panel import (
 from bots.slack.summary_args import ThreadRef
 from core.config import ConfigError, Settings
 from core.domain import ConversationKey, Role, Turn
+from core.feedback import decode_answer
 from core.jobs import JOB_FAILED_MESSAGE
+from core.models.base import ChatModel
 from core.pacer import PLACEHOLDER
 from core.summary_request import ChannelCount, ChannelWindow
 from tests import slack_requests as sr
+from tests.fakes import ScriptedModel
 from tests.standins.slack import SlackStandIn
 from tests.standins.slack_assistant import AssistantSurface, thread_event
 from tests.test_slack import Harness, build_harness
@@ -80,12 +83,20 @@ class Panel:
 
 @pytest.fixture
 def panel(slack_standin: SlackStandIn, tmp_path: Path) -> Iterator[Panel]:
+    yield from open_panel(slack_standin, tmp_path)
+
+
+def open_panel(
+    slack_standin: SlackStandIn, tmp_path: Path, summary_model: ChatModel | None = None
+) -> Iterator[Panel]:
     slack_standin.add_user("U2", "Grace Hopper", "grace")
     surface = AssistantSurface(slack_standin)
     surface.add_channel("C1", "general", members=("U1", "U2"))
     surface.add_channel("D1", "dm-ada", is_im=True, members=("U1",))
     surface.add_channel("D2", "dm-grace", is_im=True, members=("U2",))
-    harness = build_harness(slack_standin, tmp_path, summary_part_tokens=1000)
+    harness = build_harness(
+        slack_standin, tmp_path, summary_part_tokens=1000, summary_model=summary_model
+    )
     harness.answer = summarize_or_answer
     yield Panel(harness, surface)
     harness.server.shutdown()
@@ -280,6 +291,32 @@ def test_summarize_this_channel_summarizes_the_viewed_channel_into_the_thread(
         root,
         "Summarize this channel",
     )
+
+
+def test_a_panel_summarys_feedback_names_the_summarizers_model(
+    slack_standin: SlackStandIn, tmp_path: Path
+) -> None:
+    """CHATBOT_SUMMARY_MODEL_ID may name another model than the assistant's: a rating of a
+    summary is a rating of the model that wrote it."""
+    summary_model = ScriptedModel(summarize_or_answer)
+    summary_model.model_id = "summary-model-x"
+    panels = open_panel(slack_standin, tmp_path, summary_model=summary_model)
+    panel = next(panels)
+    try:
+        seed(panel.standin, 3, channel="C1")
+        root = panel.open(context_channel="C1")
+        panel.ask(root, "Summarize this channel")
+        _, summary = panel.replies(root)
+        values = [
+            decode_answer(button["value"])
+            for block in summary.get("blocks") or ()
+            if block.get("type") == "context_actions"
+            for element in block["elements"]
+            for button in (element["positive_button"], element["negative_button"])
+        ]
+        assert values and all(v is not None and v[0].model_id == "summary-model-x" for v in values)
+    finally:
+        next(panels, None)
 
 
 @pytest.mark.parametrize(

@@ -268,7 +268,7 @@ class AssistantPanel:
             self._worker.handle_message(job)
             return
         target = _TARGETS[str(p["target_type"])](**p["target"])
-        sink = self._worker.answer_sink(job, turn)
+        sink = self._worker.answer_sink(job, turn, self._summarizer.model)
         self._status(channel, thread_ts)
         try:
             if isinstance(target, ThreadRef):  # a link: checked as /summarize checks one

@@ -33,6 +33,7 @@ from core.files.ingest import FileIndexer
 from core.files.types import FileRejected
 from core.jobs import JOB_FAILED_MESSAGE, Job, JobRouter, turn_from_payload
 from core.knowledge.base import KnowledgeStore
+from core.models.base import ChatModel
 from core.refusals import RefusalMemory
 from core.runtime import build_rate_budget
 from core.sinks import ReplySink
@@ -248,10 +249,11 @@ class SlackWorker:
         where = f"#{channel_name}" if channel_name else "this channel"
         return history.request(f"{where}, {target.label}"), channel, None
 
-    def _answer_sink(self, job: Job, turn: Turn) -> ReplySink:
+    def _answer_sink(self, job: Job, turn: Turn, model: ChatModel | None = None) -> ReplySink:
         """An answer's sink: native streaming unless turned off (it falls back to paced edits
-        by itself), with feedback buttons naming this answer."""
-        model = self._assistant.model
+        by itself), with feedback buttons naming this answer and the model that writes it (the
+        assistant's unless told)."""
+        model = model or self._assistant.model
         answer = AnswerRef(turn.key, turn.turn_id, model.model_id or model.name)
         if self._settings.slack_streaming == "off":
             return self._sink(job, turn.key.workspace, answer)
@@ -280,9 +282,10 @@ class SlackWorker:
             answer=answer,
         )
 
-    def answer_sink(self, job: Job, turn: Turn) -> ReplySink:
-        """The sink an answer to ``turn`` goes to (for the assistant panel's summaries)."""
-        return self._answer_sink(job, turn)
+    def answer_sink(self, job: Job, turn: Turn, model: ChatModel | None = None) -> ReplySink:
+        """The sink an answer to ``turn`` goes to (for the assistant panel's summaries, whose
+        feedback names the summarizer's model)."""
+        return self._answer_sink(job, turn, model)
 
 
 def install_worker(

@@ -259,8 +259,16 @@ def translate(op: str, exc: Exception) -> Exception:
     if status == 413:
         return MessageTooLong(f"teams {op}: HTTP 413")
     code, reason = error_of(exc)
-    log.error("teams connector refused a reply", extra={"op": op, "status": status, "code": code})
+    # A stream's end (the 2-minute cap, or the person pressed Stop) and streaming refused where
+    # it is not offered are expected answers that the stream sink handles: not errors.
+    level = logging.INFO if code in _EXPECTED_STREAM_CODES else logging.ERROR
+    log.log(
+        level, "teams connector refused a reply", extra={"op": op, "status": status, "code": code}
+    )
     return ConnectorRefused(f"teams {op}: HTTP {status}", status=status, code=code, reason=reason)
+
+
+_EXPECTED_STREAM_CODES = frozenset({"ContentStreamNotAllowed"})
 
 
 def error_of(exc: Exception) -> tuple[str, str]:
