@@ -7,6 +7,7 @@ Runs on the embedded defaults (offline model, SQLite), through the real local se
 from __future__ import annotations
 
 import base64
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from core.jobs import Job
 from core.sinks import PLACEHOLDER as THINKING
 from core.summarize import PLACEHOLDER as SUMMARIZING
 from tests.playground_client import TOKEN, Running, start
+from tests.standins.bedrock import BedrockStandIn, Stream
 
 OFFLINE = "*Offline mode*"  # how every offline answer starts (core/models/offline.py)
 
@@ -96,6 +98,28 @@ def test_a_mention_is_answered_in_its_thread_and_the_page_sees_the_reply_grow(
     )
     mine = [v for v in versions if v["ts"] == answer["ts"]]
     assert len(mine) >= 2 and (mine[0]["streaming"] or mine[0]["blocks"] != answer["blocks"])
+
+
+def test_with_bedrock_configured_the_playground_answers_with_the_model(
+    bedrock_standin: BedrockStandIn, tmp_path: Path
+) -> None:
+    """CHATBOT_LLM=bedrock (credentials present; here the local Bedrock stand-in): the same page,
+    the same adapters, answered by the model, and the usage panel names it."""
+    bedrock_standin.script(Stream(["Deploys happen ", "on Tuesdays ", "after stand-up."]))
+    running = start(tmp_path, llm="bedrock", bedrock_model_id="test.model-v1")
+    try:
+        sent = running.act(
+            "/playground/slack/messages",
+            {"channel": GENERAL, "thread_ts": None, "text": "@assistant when do we deploy?"},
+        )
+        answer = running.wait_state(final_answer(GENERAL, sent["ts"]))
+        assert markdown_of(answer) == "Deploys happen on Tuesdays after stand-up."
+        (request,) = bedrock_standin.requests
+        assert "when do we deploy?" in json.dumps(request.body)
+        usage = running.wait_state(lambda s: s["answers"])
+        assert usage[0]["model"] == "test.model-v1"
+    finally:
+        running.stop()
 
 
 def test_a_thread_follow_up_without_a_mention_keeps_the_context(pg: Running) -> None:
