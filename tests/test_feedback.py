@@ -304,3 +304,15 @@ def test_the_worker_counts_feedback_overall_and_per_model(
         assert directive["Dimensions"] == [["service", names.MODEL_DIMENSION]]
         assert [m["Name"] for m in directive["Metrics"]] == [name]
         assert (line["service"], line[names.MODEL_DIMENSION]) == (names.SERVICE, MODEL_ID)
+
+
+def test_an_invocation_that_counted_nothing_writes_no_metrics(
+    capsys: pytest.CaptureFixture[str], recwarn: pytest.WarningsRecorder
+) -> None:
+    """A batch of jobs that counted nothing (a repeated click, a file removal) writes no empty
+    EMF line and raises no Powertools warning in the function's logs."""
+    metrics = WorkerMetrics(Metrics(namespace=names.NAMESPACE, service=names.SERVICE))
+    capsys.readouterr()
+    metrics.flush()
+    assert emf_lines(capsys.readouterr().out) == []
+    assert not [w for w in recwarn if "metrics" in str(w.message).lower()]

@@ -314,7 +314,13 @@ def test_metrics_that_cannot_be_written_never_affect_the_answer(
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("metrics are broken")
 
-    monkeypatch.setattr(worker.metrics, "add_metric", broken)
+    add_metric = worker.metrics.add_metric
+
+    def half_broken(*args: Any, **kwargs: Any) -> None:  # keeps the count, then fails
+        add_metric(*args, **kwargs)
+        raise RuntimeError("metrics are broken")
+
+    monkeypatch.setattr(worker.metrics, "add_metric", half_broken)
     monkeypatch.setattr(worker.metrics, "flush_metrics", broken)
     bedrock_standin.script(Stream(["Still ", "answered."]))
     mention = sr.app_mention("<@UBOT> are you there?")

@@ -128,7 +128,10 @@ class WorkerMetrics:
             log.exception("metric could not be recorded", extra={"metric": name})
 
     def flush(self) -> None:
-        """Write the invocation's metrics (one EMF line); on failure, log and drop them."""
+        """Write the invocation's metrics (one EMF line); on failure, log and drop them. An
+        invocation that counted nothing (a file removal, a repeated click) writes nothing."""
+        if not self._metrics.metric_set:
+            return
         try:
             self._metrics.flush_metrics()
         except Exception:  # whatever Powertools raises: the jobs are done either way
