@@ -73,10 +73,10 @@ def from_event(body: Mapping[str, Any]) -> SlackTurn | None:
     if subtype not in _ANSWERED_SUBTYPES:
         return None
     bot = bot_user_id(body)
-    user = _text(event.get("user"))
-    channel = _text(event.get("channel"))
-    ts = _text(event.get("ts"))
-    team = _text(body.get("team_id")) or _text(event.get("team"))
+    user = text_of(event.get("user"))
+    channel = text_of(event.get("channel"))
+    ts = text_of(event.get("ts"))
+    team = text_of(body.get("team_id")) or text_of(event.get("team"))
     if not (user and channel and ts and team) or user == bot or not _TS.fullmatch(ts):
         return None
     thread_ts = event.get("thread_ts")
@@ -114,11 +114,11 @@ def from_event(body: Mapping[str, Any]) -> SlackTurn | None:
         files=tuple(
             _file(f)
             for f in (files if isinstance(files, list) else ())
-            if isinstance(f, Mapping) and _text(f.get("id"))
+            if isinstance(f, Mapping) and text_of(f.get("id"))
         ),
     )
     dm_thread = event.get("channel_type") == "im" and thread_ts is not None
-    user_team = _text(event.get("user_team")) or _text(event.get("team"))
+    user_team = text_of(event.get("user_team")) or text_of(event.get("team"))
     return SlackTurn(turn, channel, reply_thread, needs_history, dm_thread, user_team)
 
 
@@ -133,21 +133,28 @@ def strip_mentions(text: str, bot: str) -> str:
 def _file(data: Mapping[str, Any]) -> FileRef:
     """A shared file (callers check that it has an ``id``); fields of the wrong type are
     left empty."""
-    file_id = _text(data.get("id"))
+    file_id = text_of(data.get("id"))
     size = data.get("size")
     return FileRef(
         file_id=file_id,
-        name=_text(data.get("name")) or _text(data.get("title")) or file_id,
-        mime_type=_text(data.get("mimetype")),
+        name=text_of(data.get("name")) or text_of(data.get("title")) or file_id,
+        mime_type=text_of(data.get("mimetype")),
         size=size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 0,
-        url=_text(data.get("url_private_download")) or _text(data.get("url_private")),
-        permalink=_text(data.get("permalink")),
+        url=text_of(data.get("url_private_download")) or text_of(data.get("url_private")),
+        permalink=text_of(data.get("permalink")),
     )
 
 
-def _text(value: object) -> str:
+def text_of(value: object) -> str:
     """``value`` if it is a string, else empty: a field of the wrong type counts as absent."""
     return value if isinstance(value, str) else ""
+
+
+def id_of(value: object) -> str:
+    """An id given as itself (``"C1"``) or as an object (``{"id": "C1", ...}``)."""
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    return text_of(value)
 
 
 def is_slack_ts(value: object) -> bool:

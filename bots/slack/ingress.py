@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl
 
 from bots.http import HttpRequest, HttpResponse, MalformedJson, Route, parse_json
 from bots.slack import panel_jobs
-from bots.slack.events import from_event, is_slack_ts, payload_problem
+from bots.slack.events import from_event, id_of, is_slack_ts, payload_problem, text_of
 from bots.slack.files import file_removal, shared_files
 from core.config import Settings
 from core.jobs import Job, turn_to_payload
@@ -107,7 +107,7 @@ def build_bolt_app(settings: Settings, enqueue: Callable[[Job], None]) -> App:
             log.warning("summarize command without channel, team, user or trigger_id ignored")
             ack()
             return
-        target = parse_summarize_args(_string(body.get("text")), now=time.time())
+        target = parse_summarize_args(text_of(body.get("text")), now=time.time())
         if isinstance(target, ArgumentError):
             ack(response_type="ephemeral", text=target.message)
             return
@@ -348,40 +348,40 @@ def payload_kind(payload: object) -> dict[str, str]:
         return {"payload_type": type(payload).__name__}
     event = payload.get("event")
     kind = {
-        "payload_type": _string(payload.get("type")) or ("command" if "command" in payload else ""),
-        "event_type": _string(event.get("type")) if isinstance(event, dict) else "",
+        "payload_type": text_of(payload.get("type")) or ("command" if "command" in payload else ""),
+        "event_type": text_of(event.get("type")) if isinstance(event, dict) else "",
     }
     return {k: v[:64] for k, v in kind.items() if v}
 
 
 def command_summary_request(body: Mapping[str, Any]) -> SummaryJobRequest | None:
     """Who asked ``/summarize`` and where; None when the form lacks what an answer needs."""
-    channel, team = _string(body.get("channel_id")), _string(body.get("team_id"))
-    user, trigger = _string(body.get("user_id")), _string(body.get("trigger_id"))
+    channel, team = text_of(body.get("channel_id")), text_of(body.get("team_id"))
+    user, trigger = text_of(body.get("user_id")), text_of(body.get("trigger_id"))
     if not (channel and team and user and trigger):
         return None
     return SummaryJobRequest(
         team=team,
         channel=channel,
-        channel_name=_string(body.get("channel_name")),
+        channel_name=text_of(body.get("channel_name")),
         user=user,
         request_id=trigger,
-        response_url=_string(body.get("response_url")),
+        response_url=text_of(body.get("response_url")),
     )
 
 
 def forget_job(body: Mapping[str, Any]) -> Job | None:
     """``/forget``: erase what is stored about the person who asked, in this workspace, and
     answer them privately (``response_url``); None when the form lacks who asked."""
-    team, user = _string(body.get("team_id")), _string(body.get("user_id"))
-    trigger = _string(body.get("trigger_id"))
+    team, user = text_of(body.get("team_id")), text_of(body.get("user_id"))
+    trigger = text_of(body.get("trigger_id"))
     if not (team and user and trigger):
         return None
     payload = {
         "team": team,
         "user": user,
-        "channel": _string(body.get("channel_id")),
-        "response_url": _string(body.get("response_url")),
+        "channel": text_of(body.get("channel_id")),
+        "response_url": text_of(body.get("response_url")),
     }
     return Job(SLACK_FORGET, f"slack#{team}#forget#{user}", f"slack-forget:{trigger}", payload)
 
@@ -392,34 +392,23 @@ def shortcut_summary_request(body: Mapping[str, Any]) -> tuple[SummaryJobRequest
     message = body.get("message")
     message = message if isinstance(message, Mapping) else {}
     root = message.get("thread_ts") or message.get("ts")
-    channel = _id_of(body.get("channel"))
-    team = _id_of(body.get("team")) or _string(body.get("team_id"))
-    trigger = _string(body.get("trigger_id"))
+    channel = id_of(body.get("channel"))
+    team = id_of(body.get("team")) or text_of(body.get("team_id"))
+    trigger = text_of(body.get("trigger_id"))
     if not (channel and team and trigger and is_slack_ts(root)):
         return None
     channel_object = body.get("channel")
     request = SummaryJobRequest(
         team=team,
         channel=channel,
-        channel_name=_string(channel_object.get("name"))
+        channel_name=text_of(channel_object.get("name"))
         if isinstance(channel_object, Mapping)
         else "",
-        user=_id_of(body.get("user")),
+        user=id_of(body.get("user")),
         request_id=trigger,
-        response_url=_string(body.get("response_url")),
+        response_url=text_of(body.get("response_url")),
     )
     return request, str(root)
-
-
-def _string(value: object) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _id_of(value: object) -> str:
-    """An id given as itself (``"C1"``) or as an object (``{"id": "C1", ...}``)."""
-    if isinstance(value, Mapping):
-        value = value.get("id")
-    return _string(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -175,18 +175,10 @@ class AssistantPanel:
     def _greeting(self, channel: str, thread_ts: str, bot_user: str) -> Mapping[str, Any] | None:
         """The thread's greeting (the first message of this app that carries, or can carry, the
         context), or None; a read that fails counts as none (logged)."""
-        try:
-            page = self._client.conversations_replies(
-                channel=channel,
-                ts=thread_ts,
-                oldest=thread_ts,
-                include_all_metadata=True,
-                limit=_REPLIES_READ,
-            )
-        except (SlackApiError, OSError) as exc:
-            log.warning("assistant thread not readable", extra={"cause": _cause(exc)})
+        messages = self._thread(channel, thread_ts, include_all_metadata=True)
+        if messages is None:
             return None
-        for message in page.get("messages") or ():
+        for message in messages:
             if not isinstance(message, Mapping) or message.get("subtype") is not None:
                 continue
             mine = message.get("user") == bot_user if bot_user else bool(message.get("bot_id"))
@@ -195,6 +187,18 @@ class AssistantPanel:
             if mine and (kind == CONTEXT_EVENT or message.get("text") == GREETING):
                 return message
         return None
+
+    def _thread(self, channel: str, thread_ts: str, **bounds: Any) -> list[Any] | None:
+        """The first page of a panel thread's messages from its root on (``bounds``: more
+        ``conversations.replies`` arguments), or None when it cannot be read (logged)."""
+        try:
+            page = self._client.conversations_replies(
+                channel=channel, ts=thread_ts, oldest=thread_ts, limit=_REPLIES_READ, **bounds
+            )
+        except (SlackApiError, OSError) as exc:
+            log.info("assistant thread not readable", extra={"cause": _cause(exc)})
+            return None
+        return list(page.get("messages") or ())
 
     def context(self, channel: str, thread_ts: str, bot_user: str) -> ThreadContext | None:
         greeting = self._greeting(channel, thread_ts, bot_user)
@@ -236,19 +240,10 @@ class AssistantPanel:
     def _asked_before(self, channel: str, thread_ts: str, question_ts: str) -> bool:
         """Whether the thread holds a person's message before ``question_ts`` (its root
         aside); True when the thread cannot be read (so no second title)."""
-        try:
-            page = self._client.conversations_replies(
-                channel=channel,
-                ts=thread_ts,
-                oldest=thread_ts,
-                latest=question_ts,
-                inclusive=False,
-                limit=_REPLIES_READ,
-            )
-        except (SlackApiError, OSError) as exc:
-            log.debug("assistant thread not readable for its title", extra={"cause": _cause(exc)})
+        messages = self._thread(channel, thread_ts, latest=question_ts, inclusive=False)
+        if messages is None:
             return True
-        for message in page.get("messages") or ():
+        for message in messages:
             if not isinstance(message, Mapping) or not is_slack_ts(message.get("ts")):
                 continue
             if not _ts_key(thread_ts) < _ts_key(message["ts"]) < _ts_key(question_ts):

@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Final
 
-from bots.slack.events import PLATFORM, SlackTurn, bot_user_id, is_slack_ts
+from bots.slack.events import PLATFORM, SlackTurn, bot_user_id, id_of, is_slack_ts, text_of
 from bots.slack.summary_args import SlackSummaryTarget, parse_summarize_args
 from core.domain import ConversationKey
 from core.feedback import decode_answer
@@ -120,7 +120,7 @@ def enqueue_feedback(body: Mapping[str, Any], enqueue: Callable[[Job], None]) ->
         team = body.get("team")
         log.info(
             "feedback click ignored",
-            extra={"team": _id_of(team) or _text(body.get("team_id")), "cause": "not_ours"},
+            extra={"team": id_of(team) or text_of(body.get("team_id")), "cause": "not_ours"},
         )
         return
     enqueue(job)
@@ -136,8 +136,8 @@ def assistant_thread_job(body: Mapping[str, Any]) -> Job | None:
     thread = event.get("assistant_thread")
     if kind not in PANEL_EVENTS or not isinstance(thread, Mapping):
         return None
-    team = _text(body.get("team_id")) or _text(body.get("context_team_id"))
-    user, channel = _text(thread.get("user_id")), _text(thread.get("channel_id"))
+    team = text_of(body.get("team_id")) or text_of(body.get("context_team_id"))
+    user, channel = text_of(thread.get("user_id")), text_of(thread.get("channel_id"))
     thread_ts = thread.get("thread_ts")
     if not (team and user and channel and is_slack_ts(thread_ts)):
         return None
@@ -154,13 +154,13 @@ def assistant_thread_job(body: Mapping[str, Any]) -> Job | None:
         "context": {
             name: value
             for name in ("channel_id", "team_id", "enterprise_id")
-            if (value := _text(context.get(name)))
+            if (value := text_of(context.get(name)))
         },
     }
     key = _key(team, channel, str(thread_ts))
     if key is None:
         return None
-    event_id = _text(body.get("event_id")) or f"{kind}:{_text(event.get('event_ts'))}"
+    event_id = text_of(body.get("event_id")) or f"{kind}:{text_of(event.get('event_ts'))}"
     return Job(SLACK_PANEL_THREAD, key.id, f"slack-panel:{team}:{event_id}", payload)
 
 
@@ -228,19 +228,19 @@ def feedback_job(body: Mapping[str, Any]) -> Job | None:
     if decoded is None:
         return None
     answer, rating = decoded
-    team = _id_of(body.get("team")) or _text(body.get("team_id"))
+    team = id_of(body.get("team")) or text_of(body.get("team_id"))
     user = body.get("user")
-    voter = _id_of(user)
+    voter = id_of(user)
     if not team and isinstance(user, Mapping):
-        team = _text(user.get("team_id"))
+        team = text_of(user.get("team_id"))
     container = body.get("container")
-    channel = _id_of(body.get("channel")) or (
-        _text(container.get("channel_id")) if isinstance(container, Mapping) else ""
+    channel = id_of(body.get("channel")) or (
+        text_of(container.get("channel_id")) if isinstance(container, Mapping) else ""
     )
     key = answer.key
     if key.platform != PLATFORM or team != key.workspace or channel != key.channel or not voter:
         return None
-    clicked = _text(action.get("action_ts")) or _text(body.get("trigger_id"))
+    clicked = text_of(action.get("action_ts")) or text_of(body.get("trigger_id"))
     payload = {
         "key": [key.platform, key.workspace, key.channel, key.thread],
         "answer_id": answer.answer_id,
@@ -262,14 +262,3 @@ def _key(team: str, channel: str, thread: str) -> ConversationKey | None:
         return ConversationKey(PLATFORM, team, channel, thread)
     except ValueError:  # an id a key cannot hold ('#')
         return None
-
-
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _id_of(value: object) -> str:
-    """An id given as itself (``"C1"``) or as an object (``{"id": "C1", ...}``)."""
-    if isinstance(value, Mapping):
-        value = value.get("id")
-    return _text(value)

@@ -108,6 +108,15 @@ class _Message:
     part: str = ""  # the text the pacer's last ``update`` asked this message to show
 
 
+def without_retries(client: WebClient) -> WebClient:
+    """``client`` with no automatic retries (slack_sdk retries a dropped connection once by
+    default): for calls that may have landed, as a stream's start, appends and stop. Build it
+    once per process and pass it to every sink (``stream_client``)."""
+    once = copy.copy(client)
+    once.retry_handlers = []
+    return once
+
+
 class SlackStreamSink:
     """A :class:`~core.sinks.ReplySink` streaming natively; see the module docstring."""
 
@@ -127,11 +136,11 @@ class SlackStreamSink:
         answer: AnswerRef | None = None,
         status: str = STATUS,
         loading_messages: Sequence[str] = LOADING_MESSAGES,
+        stream_client: WebClient | None = None,
     ) -> None:
         self._client = client
         # Stream calls are not idempotent: no automatic retry of a call that may have landed.
-        self._once = copy.copy(client)
-        self._once.retry_handlers = []
+        self._once = stream_client or without_retries(client)
         self._channel = channel
         self._thread_ts = thread_ts
         self._workspace = workspace

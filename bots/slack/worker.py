@@ -20,7 +20,7 @@ from bots.slack.ingress import (
 )
 from bots.slack.panel import install_panel
 from bots.slack.sink import SlackLimits, SlackReplySink
-from bots.slack.stream import SlackStreamSink
+from bots.slack.stream import SlackStreamSink, without_retries
 from bots.slack.summary_args import ThreadRef
 from bots.slack.user_names import UserNames
 from core.assistant import Assistant
@@ -69,6 +69,7 @@ class SlackWorker:
         # Which workspaces refused native streaming lately: one memory for the process.
         self._stream_support = stream_support or RefusalMemory(feature="slack native streaming")
         self._client = client
+        self._stream_client = without_retries(client)  # once per process, for every stream
         self._limits = limits
         self._settings = settings
         self._indexer = indexer
@@ -268,6 +269,7 @@ class SlackWorker:
             recipient_user=turn.user_id,
             recipient_team=team if isinstance(team, str) and team else None,
             answer=answer,
+            stream_client=self._stream_client,
         )
 
     def _sink(self, job: Job, workspace: str, answer: AnswerRef | None = None) -> SlackReplySink:
